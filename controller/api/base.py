@@ -1,0 +1,42 @@
+"""The pydantic base every resource model shares: camelCase on the wire, strict fields."""
+
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from controller.api.errors import SpecError, explain
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @classmethod
+    def parse(cls, data: Any, prefix: str = "") -> Self:
+        """Validate, raising SpecError with one line per bad field."""
+        where = f"{prefix}." if prefix else ""
+        early = [f"{where}{field}: {why}" for field, why in cls.raw_problems(data)]
+        try:
+            model = cls.model_validate(data)
+        except ValidationError as exc:
+            # Report every bad field at once; a field the raw check explained is not repeated.
+            said = {line.split(": ", 1)[0] for line in early}
+            rest = [line for line in explain(exc, prefix).problems if line.split(": ", 1)[0] not in said]
+            raise SpecError(early + rest) from None
+        found = early + [f"{where}{field}: {why}" for field, why in model.problems()]
+        if found:
+            raise SpecError(found)
+        return model
+
+    @classmethod
+    def raw_problems(cls, data: Any) -> list[tuple[str, str]]:
+        """Checks on the document as given, before pydantic coerces anything; none by default."""
+        return []
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Rules that span fields, as (field path, why); none by default."""
+        return []
+
+    def dump(self) -> dict[str, Any]:
+        """The wire form: camelCase, without unset optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,81 @@
+"""The closed vocabularies of a DomainMigration: flags, phases and failure reasons."""
+
+from enum import StrEnum
+
+
+class MigrationFlag(StrEnum):
+    """libvirt's VIR_MIGRATE_* flags a user may ask for, with libvirt's meanings."""
+
+    live = "live"
+    persistDest = "persistDest"
+    undefineSource = "undefineSource"
+    paused = "paused"
+    offline = "offline"
+    autoConverge = "autoConverge"
+    postCopy = "postCopy"
+    compressed = "compressed"
+    parallel = "parallel"
+    tls = "tls"
+    abortOnError = "abortOnError"
+    changeProtection = "changeProtection"
+    unsafe = "unsafe"
+    nonSharedDisk = "nonSharedDisk"
+    nonSharedInc = "nonSharedInc"
+
+
+# libvirt's bit numbers, so a backend can build VIR_MIGRATE_* masks from one table.
+LIBVIRT_FLAG_BITS: dict[MigrationFlag, int] = {
+    MigrationFlag.live: 0,
+    MigrationFlag.persistDest: 3,
+    MigrationFlag.undefineSource: 4,
+    MigrationFlag.paused: 5,
+    MigrationFlag.nonSharedDisk: 6,
+    MigrationFlag.nonSharedInc: 7,
+    MigrationFlag.changeProtection: 8,
+    MigrationFlag.unsafe: 9,
+    MigrationFlag.offline: 10,
+    MigrationFlag.compressed: 11,
+    MigrationFlag.abortOnError: 12,
+    MigrationFlag.autoConverge: 13,
+    MigrationFlag.postCopy: 15,
+    MigrationFlag.tls: 16,
+    MigrationFlag.parallel: 17,
+}
+
+
+class Phase(StrEnum):
+    Pending = "Pending"
+    Validating = "Validating"
+    Preparing = "Preparing"
+    Migrating = "Migrating"
+    Verifying = "Verifying"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+    Aborted = "Aborted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.Succeeded, Phase.Failed, Phase.Aborted)
+
+
+class Reason(StrEnum):
+    """Why a migration ended (or waits) the way it did; machine-readable, stable."""
+
+    NoSupport = "NoSupport"
+    InvalidSpec = "InvalidSpec"
+    DomainNotFound = "DomainNotFound"
+    HostUnreachable = "HostUnreachable"
+    NameClash = "NameClash"
+    Busy = "Busy"
+    Timeout = "Timeout"
+    Stalled = "Stalled"
+    Aborted = "Aborted"
+    TargetFailed = "TargetFailed"
+    SourceFailed = "SourceFailed"
+    AlreadyAtDestination = "AlreadyAtDestination"
+    Completed = "Completed"
+    # Set by the operator, not the engine: the migration waits for a free slot.
+    WaitingForSlot = "WaitingForSlot"
+    HostNotFound = "HostNotFound"
+    HostNotReady = "HostNotReady"
+    NamespaceNotAllowed = "NamespaceNotAllowed"

@@ -1,0 +1,52 @@
+"""Turning validation failures into one line per field, never a pydantic dump."""
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class SpecError(ValueError):
+    """A document that cannot be run; each problem names its field and why."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def field_path(loc: Iterable[int | str], prefix: str = "") -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-") or part in ("int", "str"):
+            # pydantic's internal branch labels (unions, validators) are not fields.
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(document)"
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "enum":
+        return f"{value!r} is not one of: {ctx.get('expected', '')}".replace("'", "")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, got {value!r}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"
+
+
+def explain(exc: ValidationError, prefix: str = "") -> SpecError:
+    # A union reports once per branch; the first says enough about the field.
+    by_field: dict[str, str] = {}
+    for error in exc.errors():
+        by_field.setdefault(field_path(error["loc"], prefix), _message(error))
+    return SpecError([f"{path}: {why}" for path, why in by_field.items()])

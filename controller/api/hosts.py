@@ -1,0 +1,74 @@
+"""The HypervisorHost document: how to reach one host, and what it allows."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from controller.api.base import Model
+from controller.api.resource import ObjectMeta
+
+
+class SecretRef(Model):
+    name: str = Field(min_length=1)
+    namespace: str | None = None
+
+
+class HostLimits(Model):
+    max_outbound: Annotated[int, Field(ge=0)] | None = None
+    max_inbound: Annotated[int, Field(ge=0)] | None = None
+
+
+class TestDomain(Model):
+    """A domain the in-memory `test` driver starts the host with."""
+
+    name: str = Field(min_length=1)
+    uuid: str | None = None
+    memory_mi_b: Annotated[int, Field(ge=1)] = 1024
+    dirty_rate_mi_bps: Annotated[float, Field(ge=0)] = 0.0
+    running: bool = True
+    persistent: bool = True
+
+
+class TestHostFaults(Model):
+    """Failure injection for the `test` driver, as fractions of the data sent."""
+
+    unreachable: bool = False
+    destination_dies_at: Annotated[float, Field(ge=0, le=1)] | None = None
+    source_dies_at: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class TestHostSpec(Model):
+    domains: list[TestDomain] = Field(default_factory=list)
+    link_mi_bps: Annotated[float, Field(gt=0)] = 1000.0
+    hostname: str | None = None
+    faults: TestHostFaults = Field(default_factory=TestHostFaults)
+
+
+class HypervisorHostSpec(Model):
+    driver: Literal["test", "xend", "libvirt"]
+    uri: str = Field(min_length=1)
+    migration_address: str | None = None
+    credentials_secret_ref: SecretRef | None = None
+    limits: HostLimits = Field(default_factory=HostLimits)
+    allowed_namespaces: list[str] | None = None
+    test: TestHostSpec | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.test is not None and self.driver != "test":
+            return [("test", f"is only for the test driver, not {self.driver}")]
+        return []
+
+
+class HypervisorHost(Model):
+    api_version: Literal["domig.dev/v1alpha1"] = "domig.dev/v1alpha1"
+    kind: Literal["HypervisorHost"] = "HypervisorHost"
+    metadata: ObjectMeta
+    spec: HypervisorHostSpec
+    status: dict[str, object] | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        return [(f"spec.{field}", why) for field, why in self.spec.problems()]
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

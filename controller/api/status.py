@@ -1,0 +1,90 @@
+"""DomainMigration.status: where the migration is, where the domain is, and why."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field
+
+from controller.api.base import Model
+from controller.api.enums import Phase, Reason
+
+
+def timestamp(when: datetime | None = None) -> str:
+    """RFC 3339 in UTC with whole seconds, as Kubernetes writes its own timestamps."""
+    return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DomainState(StrEnum):
+    running = "running"
+    paused = "paused"
+    shutoff = "shutoff"
+    crashed = "crashed"
+    absent = "absent"
+
+
+class Endpoint(Model):
+    host: str
+    domain: str | None = None
+    uuid: str | None = None
+    hostname: str | None = None  # the migration address actually used
+    state: DomainState | None = None
+
+
+class Progress(Model):
+    """The hypervisor's own figures, converted once; None where it reports nothing."""
+
+    mode: Literal["PreCopy", "PostCopy"] = "PreCopy"
+    data_total_bytes: int | None = None
+    data_processed_bytes: int | None = None
+    data_remaining_bytes: int | None = None
+    percent: float | None = None
+    bytes_per_second: int | None = None
+    dirty_rate_bytes_per_second: int | None = None
+    iteration: int | None = None
+    eta_seconds: float | None = None
+    elapsed_ms: int | None = None
+
+
+class PhaseTransition(Model):
+    phase: Phase
+    time: str
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class DomainMigrationStatus(Model):
+    phase: Phase = Phase.Pending
+    phase_transition_timestamps: list[PhaseTransition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+    source: Endpoint | None = None
+    target: Endpoint | None = None
+    progress: Progress | None = None
+    # Set once the migrate call has been issued: the marker that forbids issuing it again.
+    migration_start_time: str | None = None
+    downtime_ms: int | None = None
+    total_time_ms: int | None = None
+    reason: Reason | None = None
+    message: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.phase.terminal
+
+
+def percent_done(total: int | None, remaining: int | None, completed: bool) -> float | None:
+    """virsh migrate --verbose: 100 - remaining*100/total, held below 100 until the job is done."""
+    if completed:
+        return 100.0
+    if not total or remaining is None:
+        return None
+    value = 100.0 - remaining * 100.0 / total
+    return round(min(max(value, 0.0), 99.99), 2)

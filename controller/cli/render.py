@@ -1,0 +1,77 @@
+"""Showing a running migration: a rich progress bar on stderr, or nothing (for -o json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+from controller.api.status import DomainMigrationStatus
+from controller.engine.run import Transition
+
+
+def human_bytes(value: float | None) -> str:
+    if value is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{value:.0f} B"
+        value /= 1024
+    return "?"
+
+
+def _details(status: DomainMigrationStatus) -> dict[str, Any]:
+    p = status.progress
+    if p is None:
+        return {"rate": "", "remaining": "", "eta": "", "iteration": ""}
+    return {
+        "rate": f"{human_bytes(p.bytes_per_second)}/s" if p.bytes_per_second is not None else "rate ?",
+        "remaining": f"{human_bytes(p.data_remaining_bytes)} left" if p.data_remaining_bytes is not None else "",
+        "eta": f"ETA {p.eta_seconds:.0f}s" if p.eta_seconds is not None else "",
+        "iteration": f"pass {p.iteration}" if p.iteration else "",
+    }
+
+
+class LiveView:
+    """The progress line: percent, rate, remaining, ETA (like `virsh migrate --verbose`, richer)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<10}"),
+            BarColumn(),
+            TextColumn("{task.fields[percent]:>7}"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[remaining]}"),
+            TextColumn("{task.fields[eta]}"),
+            TextColumn("[dim]{task.fields[iteration]}"),
+            console=console,
+            transient=False,
+        )
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> LiveView:
+        self.progress.start()
+        self.task = self.progress.add_task("Pending", total=100, percent="", **_details(DomainMigrationStatus()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    async def __call__(self, status: DomainMigrationStatus, transition: Transition | None) -> None:
+        assert self.task is not None
+        percent = status.progress.percent if status.progress else None
+        self.progress.update(
+            self.task,
+            description=status.phase.value,
+            completed=percent or 0,
+            percent=f"{percent:.2f}%" if percent is not None else "--",
+            **_details(status),
+        )
+        if transition is not None and transition.message:
+            self.progress.console.print(f"[dim]{transition.after.value}:[/] {transition.message}")
+
+
+async def quiet(status: DomainMigrationStatus, transition: Transition | None) -> None:
+    return None

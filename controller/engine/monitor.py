@@ -1,0 +1,163 @@
+"""Following a running migration: progress, abort, live tuning, timeouts and their actions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from controller.api.enums import MigrationFlag, Phase, Reason
+from controller.api.status import DomainState
+from controller.backends.base import BackendError, JobInfo, JobPhase
+from controller.engine.policy import OnTimeout
+from controller.engine.progress import progress_of
+from controller.engine.run import Outcome, Run, fail
+
+
+@dataclass
+class Watch:
+    """What the monitor remembers between polls."""
+
+    best_remaining: int | None = None
+    best_at: float = 0.0
+    abort_sent: bool = False
+    abort_handled: bool = False  # acted on, whether or not the hypervisor could cancel
+    abort_deadline: float = 0.0
+    switched: str | None = None  # "post-copy" or "suspend", once forced to complete
+    failure: Outcome | None = None  # why we aborted, when it was not the user's wish
+    noted: str = ""
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def monitor(run: Run) -> Phase:
+    watch = Watch(best_at=_now())
+    while True:
+        try:
+            job = await run.src.job(run.source_name)
+        except BackendError as exc:
+            raise fail(exc.reason or Reason.HostUnreachable, f"lost the source host {run.spec.source}: {exc}") from None
+        if job.phase is not JobPhase.none or job.data_total is not None:
+            run.status.progress = progress_of(job, run.elapsed())
+        if job.phase is JobPhase.completed:
+            run.status.downtime_ms = job.downtime_ms
+            run.status.total_time_ms = job.elapsed_ms
+            return Phase.Verifying
+        if job.phase is JobPhase.failed:
+            raise _failed(run, job)
+        if job.phase is JobPhase.cancelled:
+            raise watch.failure or Outcome(Phase.Aborted, Reason.Aborted, "aborted; the migration was cancelled")
+        if job.phase is JobPhase.none:
+            return await _ended_without_job(run)
+        await _steer(run, job, watch)
+        await run.report()
+        if watch.abort_handled:
+            await asyncio.sleep(run.policy.poll_interval)
+        else:
+            with contextlib.suppress(TimeoutError):
+                # An abort request wakes us at once rather than one poll later.
+                await asyncio.wait_for(run.controls.abort_requested.wait(), run.policy.poll_interval)
+
+
+def _failed(run: Run, job: JobInfo) -> Outcome:
+    side = job.failed_side or "destination"
+    reason = Reason.SourceFailed if side == "source" else Reason.TargetFailed
+    return fail(reason, f"the migration failed on the {side}: {job.error or 'no reason given'}")
+
+
+async def _ended_without_job(run: Run) -> Phase:
+    """Drivers that report no job stats (xend): the hosts' views decide."""
+    there = await run.dst.lookup(run.target_name)
+    if there is not None and there.state in (DomainState.running, DomainState.paused):
+        return Phase.Verifying
+    raise fail(Reason.TargetFailed, f"the migration ended and {run.target_name} is not on {run.spec.destination}")
+
+
+async def _steer(run: Run, job: JobInfo, watch: Watch) -> None:
+    if run.controls.aborting and not watch.abort_handled:
+        await _abort(run, job, watch, None)
+    if watch.abort_sent:
+        if _now() > watch.abort_deadline:
+            raise fail(Reason.Timeout, "the hypervisor did not cancel the migration in time; it may still run")
+        return
+    for name, value in run.controls.take_tuning().items():
+        if name in run.caps.live_tuning:
+            try:
+                await run.src.tune(run.source_name, name, value)
+            except BackendError as exc:
+                watch.noted = f"could not change {name}: {exc}"
+    if run.controls.force_complete_requested.is_set() and watch.switched is None:
+        await _force(run, job, watch, "forced to complete on request")
+    if watch.switched is None:
+        await _check_clocks(run, job, watch)
+
+
+async def _check_clocks(run: Run, job: JobInfo, watch: Watch) -> None:
+    policy = run.policy
+    elapsed = job.elapsed_ms / 1000 if job.elapsed_ms is not None else run.elapsed()
+    budget = policy.completion_budget(run.memory_bytes or job.data_total or 0)
+    if elapsed > budget:
+        await _out_of_time(run, job, watch, Reason.Timeout, f"not completed within {budget:.0f} s")
+        return
+    if not run.caps.progress or job.data_remaining is None:
+        return
+    now = _now()
+    if watch.best_remaining is None or job.data_remaining < watch.best_remaining:
+        watch.best_remaining, watch.best_at = job.data_remaining, now
+    elif now - watch.best_at > policy.progress_timeout:
+        await _out_of_time(
+            run,
+            job,
+            watch,
+            Reason.Stalled,
+            f"no progress for {policy.progress_timeout:.0f} s (data remaining never fell below "
+            f"{watch.best_remaining} bytes; the guest dirties memory as fast as it is sent)",
+        )
+
+
+async def _out_of_time(run: Run, job: JobInfo, watch: Watch, reason: Reason, why: str) -> None:
+    action = run.policy.on_timeout
+    can_postcopy = run.has(MigrationFlag.postCopy) and run.caps.postcopy and not job.postcopy
+    if action in (OnTimeout.postCopy, OnTimeout.forceComplete) and can_postcopy:
+        await _force(run, job, watch, f"{why}; switching to post-copy")
+    elif action is OnTimeout.forceComplete and run.caps.suspend:
+        await _force(run, job, watch, f"{why}; pausing the guest to complete")
+    else:
+        await _abort(run, job, watch, fail(reason, f"{why}; aborted, the domain keeps running on {run.spec.source}"))
+
+
+async def _force(run: Run, job: JobInfo, watch: Watch, why: str) -> None:
+    try:
+        if run.has(MigrationFlag.postCopy) and run.caps.postcopy:
+            await run.src.start_postcopy(run.source_name)
+            watch.switched = "post-copy"
+        elif run.caps.suspend:
+            await run.src.suspend(run.source_name)
+            watch.switched = "suspend"
+        else:
+            watch.noted = f"{why}: the {run.spec.source} driver cannot force completion"
+            return
+    except BackendError as exc:
+        watch.noted = f"could not force completion: {exc}"
+        return
+    run.status.message = why
+
+
+async def _abort(run: Run, job: JobInfo, watch: Watch, failure: Outcome | None) -> None:
+    watch.abort_handled = True
+    if job.postcopy:
+        run.status.message = "abort requested, but the guest already runs on the destination (post-copy)"
+        return
+    if not run.caps.abort:
+        run.status.message = f"abort requested, but the {run.spec.source} driver cannot abort a migration"
+        return
+    try:
+        await run.src.abort(run.source_name)
+    except BackendError as exc:
+        run.status.message = f"abort failed: {exc}"
+        return
+    watch.abort_sent = True
+    watch.abort_deadline = _now() + run.policy.abort_timeout
+    watch.failure = failure

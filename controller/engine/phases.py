@@ -1,0 +1,254 @@
+"""One small function per phase; each looks at the world, does one step, records it.
+
+Every phase function is safe to run again after a crash: the ones before Migrating change
+nothing outside the status, and Migrating decides from the hypervisors' own view whether a
+migration was already started, so the migrate call is issued at most once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from controller.api.enums import MigrationFlag, Phase, Reason
+from controller.api.status import DomainState, Endpoint, timestamp
+from controller.backends.base import BackendError, DomainInfo, JobInfo, JobPhase, MigrationRequest
+from controller.backends.registry import DriverTable
+from controller.engine.checks import same_driver, unsupported
+from controller.engine.hosts import HostDirectory
+from controller.engine.monitor import monitor
+from controller.engine.run import Outcome, Run, fail
+
+
+async def validate(run: Run, hosts: HostDirectory, drivers: DriverTable) -> Phase:
+    spec = run.spec
+    for field, name in (("source", spec.source), ("destination", spec.destination)):
+        if hosts.find(name) is None:
+            raise fail(Reason.InvalidSpec, f"spec.{field}: no host named {name!r} is known")
+    run.source_host, run.dest_host = hosts.find(spec.source), hosts.find(spec.destination)
+    assert run.source_host is not None and run.dest_host is not None
+    problem = same_driver(run.source_host, run.dest_host)
+    try:
+        driver = drivers.get(run.source_host.driver)
+    except BackendError as exc:
+        raise fail(exc.reason or Reason.NoSupport, exc.message) from None
+    run.capabilities = driver.capabilities
+    problem = problem or unsupported(spec, driver.name, driver.capabilities)
+    if problem:
+        raise problem
+    return Phase.Preparing
+
+
+async def connect(run: Run, drivers: DriverTable) -> None:
+    """Open both connections; a host we cannot reach is HostUnreachable, whatever the phase."""
+    for which in ("source", "dest"):
+        host = run.source_host if which == "source" else run.dest_host
+        assert host is not None
+        if getattr(run, which) is not None:
+            continue
+        try:
+            setattr(run, which, await drivers.get(host.driver).connect(host))
+        except BackendError as exc:
+            raise fail(exc.reason or Reason.HostUnreachable, f"cannot connect to host {host.name}: {exc}") from None
+
+
+async def _lookup(run: Run, side: str, name: str) -> DomainInfo | None:
+    conn = run.src if side == "source" else run.dst
+    try:
+        return await conn.lookup(name)
+    except BackendError as exc:
+        raise fail(exc.reason or Reason.HostUnreachable, f"{side} host {conn.host.name}: {exc}") from None
+
+
+def _active(info: DomainInfo | None) -> bool:
+    return info is not None and info.state in (DomainState.running, DomainState.paused)
+
+
+def _arrived(run: Run, there: DomainInfo) -> Outcome:
+    assert run.status.target is not None
+    run.status.target.uuid = there.uuid
+    return Outcome(
+        Phase.Succeeded,
+        Reason.AlreadyAtDestination,
+        f"{there.name} is already {there.state.value} on {run.spec.destination} and not on {run.spec.source};"
+        " nothing moved",
+    )
+
+
+def _clash(run: Run, there: DomainInfo) -> Outcome:
+    return fail(
+        Reason.NameClash,
+        f"a domain named {there.name} already exists on {run.spec.destination} ({there.state.value});"
+        " set dname to migrate under another name",
+    )
+
+
+def _check_live(run: Run, here: DomainInfo | None, there: DomainInfo | None) -> None:
+    """A migration is a desired state: already there and gone from here is success."""
+    if not _active(here):
+        if there is not None and _active(there):
+            raise _arrived(run, there)
+        if here is not None:
+            raise fail(
+                Reason.InvalidSpec,
+                f"domain {here.name} is {here.state.value} on {run.spec.source}: only a running domain migrates"
+                " live (flags offline and persistDest move a shut-off domain's definition)",
+            )
+        raise fail(Reason.DomainNotFound, f"no domain {run.spec.domain} on {run.spec.source} or {run.spec.destination}")
+    if there is not None:
+        raise _clash(run, there)
+
+
+def _check_offline(run: Run, here: DomainInfo | None, there: DomainInfo | None) -> None:
+    if here is None:
+        if there is not None:
+            raise _arrived(run, there)
+        raise fail(Reason.DomainNotFound, f"no domain {run.spec.domain} on {run.spec.source} or {run.spec.destination}")
+    if _active(here):
+        raise fail(
+            Reason.InvalidSpec,
+            f"domain {here.name} is {here.state.value}: an offline migration moves a shut-off domain's definition",
+        )
+    if there is not None:
+        raise _arrived(run, there) if there.uuid == here.uuid else _clash(run, there)
+
+
+async def prepare(run: Run) -> Phase:
+    spec = run.spec
+    offline = run.has(MigrationFlag.offline)
+    here = await _lookup(run, "source", spec.domain)
+    name = here.name if here else spec.domain
+    target_name = spec.dname or name
+    there = await _lookup(run, "destination", target_name)
+    if there is None and here is None and spec.dname is None:
+        there = await _lookup(run, "destination", spec.domain)  # the spec may name it by UUID
+    run.status.source = Endpoint(
+        host=spec.source,
+        domain=name,
+        uuid=here.uuid if here else None,
+        state=here.state if here else DomainState.absent,
+    )
+    run.status.target = Endpoint(
+        host=spec.destination, domain=target_name, state=there.state if there else DomainState.absent
+    )
+    if offline:
+        _check_offline(run, here, there)
+    else:
+        _check_live(run, here, there)
+    assert here is not None
+    run.memory_bytes = here.memory_bytes
+    run.status.target.hostname = await _hostname(run)
+    return Phase.Migrating
+
+
+async def _hostname(run: Run) -> str:
+    """The 2007 proposal: use the caller's hostname, else synthesise one from the destination."""
+    if run.spec.hostname:
+        return run.spec.hostname
+    assert run.dest_host is not None
+    if run.dest_host.migration_address:
+        return run.dest_host.migration_address
+    try:
+        return await run.dst.hostname()
+    except BackendError as exc:
+        raise fail(exc.reason or Reason.HostUnreachable, f"cannot get the destination's host name: {exc}") from None
+
+
+def request_of(run: Run) -> MigrationRequest:
+    assert run.status.target is not None and run.status.target.hostname
+    return MigrationRequest(
+        domain=run.source_name,
+        hostname=run.status.target.hostname,
+        dname=run.spec.dname,
+        flags=frozenset(run.spec.flags),
+        params=dict(run.spec.params),
+    )
+
+
+async def migrate(run: Run) -> Phase:
+    """Start the migration unless the hypervisors show it was started, then follow it."""
+    job = await _job(run)
+    started = run.status.migration_start_time is not None
+    if job.phase in (JobPhase.active, JobPhase.postcopy):
+        if not started:
+            # Our marker is saved before our call, so a job without it is somebody else's.
+            raise fail(Reason.Busy, f"{run.source_name} is already being migrated away from {run.spec.source}")
+    elif not started:
+        await _start(run)
+    elif job.phase is JobPhase.none:
+        if not run.caps.job_history:
+            await _decide_without_job(run)
+            return Phase.Verifying
+        # The driver keeps finished jobs, so no job means the call was never made.
+        await _start(run)
+    return await monitor(run)
+
+
+async def _job(run: Run) -> JobInfo:
+    try:
+        return await run.src.job(run.source_name)
+    except BackendError as exc:
+        raise fail(exc.reason or Reason.HostUnreachable, f"source host {run.spec.source}: {exc}") from None
+
+
+async def _start(run: Run) -> None:
+    if run.controls.aborting:
+        raise Outcome(Phase.Aborted, Reason.Aborted, "aborted before the migration started; nothing moved")
+    # The marker is saved before the call: after a crash, it tells the next run to look, not to call again.
+    run.status.migration_start_time = timestamp()
+    await run.report()
+    try:
+        await run.src.migrate(run.dst, request_of(run))
+    except BackendError as exc:
+        raise fail(exc.reason or Reason.SourceFailed, f"the migration did not start: {exc}") from None
+
+
+async def _decide_without_job(run: Run) -> None:
+    """A driver with no job history: the hosts' views are all that tells what happened."""
+    there = await _lookup(run, "destination", run.target_name)
+    if there is not None and there.state is DomainState.running:
+        return
+    raise fail(
+        Reason.SourceFailed,
+        f"the migration was started before a restart and {run.spec.source} reports no job; "
+        f"the domain was not found running on {run.spec.destination}",
+    )
+
+
+async def verify(run: Run) -> Phase:
+    """The 2007 proposal's last step: look the domain up by name on the destination."""
+    want = {DomainState.running}
+    if run.has(MigrationFlag.paused):
+        want = {DomainState.paused}
+    if run.has(MigrationFlag.offline):
+        want = {DomainState.shutoff, DomainState.running, DomainState.paused}
+    deadline = asyncio.get_running_loop().time() + run.policy.verify_timeout
+    there = await _lookup(run, "destination", run.target_name)
+    while there is None or there.state not in want:
+        if asyncio.get_running_loop().time() > deadline:
+            state = there.state.value if there else "absent"
+            raise fail(
+                Reason.TargetFailed,
+                f"the migration finished but {run.target_name} is {state} on {run.spec.destination}",
+            )
+        await asyncio.sleep(run.policy.poll_interval)
+        there = await _lookup(run, "destination", run.target_name)
+    here = await _lookup(run, "source", run.source_name)
+    if (
+        here is not None
+        and here.state in (DomainState.running, DomainState.paused)
+        and not run.has(MigrationFlag.offline)
+    ):
+        raise fail(Reason.SourceFailed, f"{run.source_name} still runs on {run.spec.source} after the migration")
+    if here is not None and run.has(MigrationFlag.undefineSource):
+        try:
+            await run.src.undefine(run.source_name)
+        except BackendError as exc:
+            raise fail(
+                Reason.SourceFailed, f"migrated, but undefining {run.source_name} on the source failed: {exc}"
+            ) from None
+        here = None
+    assert run.status.target is not None and run.status.source is not None
+    run.status.target.state, run.status.target.uuid = there.state, there.uuid
+    run.status.source.state = here.state if here else DomainState.absent
+    where = f"{run.target_name} runs on {run.spec.destination}"
+    raise Outcome(Phase.Succeeded, Reason.Completed, f"migrated: {where}")

@@ -1,0 +1,112 @@
+"""One migration's working state while the engine drives it, and how it reports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from controller.api.conditions import refresh_conditions
+from controller.api.enums import MigrationFlag, Phase, Reason
+from controller.api.resource import DomainMigration
+from controller.api.spec import DomainMigrationSpec
+from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
+from controller.backends.base import Capabilities, Connection, HostConfig
+from controller.engine.controls import Controls
+from controller.engine.policy import Policy
+
+
+@dataclass(frozen=True)
+class Transition:
+    before: Phase
+    after: Phase
+    reason: Reason | None
+    message: str
+
+
+Sink = Callable[[DomainMigrationStatus, Transition | None], Awaitable[None]]
+
+
+class Outcome(Exception):
+    """Ends the run in a terminal phase; raised from anywhere inside a phase."""
+
+    def __init__(self, phase: Phase, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.reason = reason
+        self.message = message
+
+
+def fail(reason: Reason, message: str) -> Outcome:
+    return Outcome(Phase.Failed, reason, message)
+
+
+@dataclass
+class Run:
+    migration: DomainMigration
+    sink: Sink
+    controls: Controls
+    policy: Policy
+    source_host: HostConfig | None = None
+    dest_host: HostConfig | None = None
+    capabilities: Capabilities | None = None
+    source: Connection | None = None
+    dest: Connection | None = None
+    memory_bytes: int = 0
+    attached_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    @property
+    def spec(self) -> DomainMigrationSpec:
+        return self.migration.spec
+
+    @property
+    def status(self) -> DomainMigrationStatus:
+        return self.migration.status
+
+    def has(self, flag: MigrationFlag) -> bool:
+        return flag in self.spec.flags
+
+    @property
+    def src(self) -> Connection:
+        assert self.source is not None, "connect() runs before any phase that needs the source"
+        return self.source
+
+    @property
+    def dst(self) -> Connection:
+        assert self.dest is not None, "connect() runs before any phase that needs the destination"
+        return self.dest
+
+    @property
+    def caps(self) -> Capabilities:
+        assert self.capabilities is not None
+        return self.capabilities
+
+    @property
+    def source_name(self) -> str:
+        """The domain's name on the source, once looked up (the spec may give a UUID)."""
+        if self.status.source and self.status.source.domain:
+            return self.status.source.domain
+        return self.spec.domain
+
+    @property
+    def target_name(self) -> str:
+        return self.spec.dname or self.source_name
+
+    async def report(self, transition: Transition | None = None) -> None:
+        refresh_conditions(self.status, self.migration.metadata.generation, timestamp())
+        self.status.observed_generation = self.migration.metadata.generation
+        await self.sink(self.status, transition)
+
+    async def enter(self, phase: Phase, reason: Reason | None = None, message: str = "") -> None:
+        before = self.status.phase
+        if before == phase:
+            return
+        self.status.phase = phase
+        if reason is not None:
+            self.status.reason = reason
+        self.status.message = message or self.status.message
+        self.status.phase_transition_timestamps.append(PhaseTransition(phase=phase, time=timestamp()))
+        await self.report(Transition(before, phase, reason, message))
+
+    def elapsed(self) -> float:
+        return asyncio.get_running_loop().time() - self.attached_at

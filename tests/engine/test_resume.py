@@ -1,0 +1,80 @@
+"""Kill the engine at every point it reports, start a new one from the saved status: one migrate call."""
+
+import asyncio
+
+import pytest
+
+from controller.api import DomainMigration, Phase, Reason
+from tests.engine.conftest import Crash, Lab, Recorder, make_lab, migration
+
+pytestmark = pytest.mark.looptime
+
+
+async def count_reports(flags: list[str]) -> int:
+    lab = make_lab()
+    rec = Recorder()
+    await lab.run(migration(flags=flags), rec)
+    return len(rec.statuses)
+
+
+async def crash_and_resume(
+    lab: Lab, flags: list[str], crash_at: int, downtime: float
+) -> tuple[Recorder, DomainMigration]:
+    original = migration(flags=flags)
+    rec = Recorder(crash_at=crash_at)
+    with pytest.raises(Crash):
+        await lab.run(original, rec)
+    saved = migration(flags=flags)
+    saved.status = rec.statuses[-1].model_copy(deep=True)
+    await asyncio.sleep(downtime)  # the operator is down; the hypervisor carries on
+    after = Recorder()
+    saved.status = await lab.run(saved, after)
+    return after, saved
+
+
+@pytest.mark.parametrize("downtime", [0.0, 1.0, 30.0])
+async def test_resume_after_a_crash_at_every_report(downtime: float) -> None:
+    flags = ["live", "undefineSource"]
+    total = await count_reports(flags)
+    assert total > 6
+    for crash_at in range(1, total):
+        lab = make_lab()
+        _, resumed = await crash_and_resume(lab, flags, crash_at, downtime)
+        assert resumed.status.phase is Phase.Succeeded, (crash_at, resumed.status.message)
+        assert lab.migrate_calls == 1, crash_at
+        assert lab.where() == {"b": "running"}, crash_at
+
+
+async def test_a_job_that_fails_while_the_engine_is_down_ends_target_failed() -> None:
+    lab = make_lab(b={"faults": {"destination_dies_at": 0.6}})
+    rec = Recorder()
+    # Crash at the first progress report while Migrating.
+    for n in range(1, 20):
+        lab = make_lab(b={"faults": {"destination_dies_at": 0.6}})
+        rec = Recorder(crash_at=n)
+        with pytest.raises(Crash):
+            await lab.run(migration(), rec)
+        if rec.statuses[-1].progress is not None:
+            break
+    saved = migration()
+    saved.status = rec.statuses[-1]
+    await asyncio.sleep(10)
+    status = await lab.run(saved)
+    assert status.phase is Phase.Failed and status.reason is Reason.TargetFailed
+    assert lab.migrate_calls == 1 and lab.where() == {"a": "running"}
+
+
+async def test_a_crash_between_the_saved_marker_and_the_call_starts_it_once() -> None:
+    lab = make_lab()
+    saved = migration()
+    rec = Recorder()
+    for n in range(1, 20):
+        lab, rec = make_lab(), Recorder(crash_at=n)
+        with pytest.raises(Crash):
+            await lab.run(migration(), rec)
+        if rec.statuses[-1].migration_start_time is not None:
+            break
+    assert lab.migrate_calls == 0  # the marker is saved before the call
+    saved.status = rec.statuses[-1]
+    status = await lab.run(saved)
+    assert status.phase is Phase.Succeeded and lab.migrate_calls == 1

@@ -1,0 +1,64 @@
+"""pytest fixtures for tests that need two real libvirtd daemons.
+
+Import them into a conftest.py::
+
+    from tests.harness.fixtures import clean_libvirt_hosts, libvirt_hosts, use_kvm  # noqa: F401
+
+* ``libvirt_hosts`` (session): a started :class:`~tests.harness.libvirtd.LibvirtHosts`; skips
+  the test with the reason when libvirtd/QEMU/libvirt-python are missing or we are not root.
+* ``clean_libvirt_hosts`` (function): the same object; destroys and undefines every domain on
+  both hosts after the test, so tests do not see each other's guests.
+* ``use_kvm`` (session): True when /dev/kvm is usable (``DOMIG_LIBVIRT_KVM=0`` forces TCG).
+
+Environment: ``DOMIG_LIBVIRT_KEEP=1`` keeps the daemons' folders (logs, configs) after the run;
+``DOMIG_LIBVIRT_CAPS_CACHE`` moves (or, set empty, disables) the persistent QEMU-capabilities cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from .libvirtd import LibvirtHosts, kvm_usable, missing_prerequisites
+
+
+@pytest.fixture(scope="session")
+def libvirt_hosts() -> Iterator[LibvirtHosts]:
+    missing = missing_prerequisites()
+    if missing:
+        pytest.skip("real libvirt not available: " + "; ".join(missing))
+    import libvirt
+
+    # libvirt prints every error to stderr by default (noisy while polling the daemons);
+    # errors still raise libvirtError.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    hosts = LibvirtHosts(keep=os.environ.get("DOMIG_LIBVIRT_KEEP") == "1")
+    hosts.start()
+    print(
+        f"\nlibvirt harness: daemons answered after {hosts.startup_seconds:.2f}s,"
+        f" QEMU probe {hosts.warm_up_seconds:.2f}s; state in {hosts.root}",
+        file=sys.stderr,
+    )
+    try:
+        yield hosts
+    finally:
+        hosts.stop()
+
+
+@pytest.fixture
+def clean_libvirt_hosts(libvirt_hosts: LibvirtHosts) -> Iterator[LibvirtHosts]:
+    try:
+        yield libvirt_hosts
+    finally:
+        for host in libvirt_hosts:
+            host.destroy_all_domains()
+
+
+@pytest.fixture(scope="session")
+def use_kvm() -> bool:
+    if os.environ.get("DOMIG_LIBVIRT_KVM", "").strip() in ("0", "no", "false"):
+        return False
+    return kvm_usable()

@@ -1,0 +1,562 @@
+"""Start and stop two real libvirtd daemons ("hosts") on this one machine.
+
+Each daemon runs inside its own private mount namespace (``unshare -m --propagation private``)
+where libvirt's state directories are bind-mounted from a per-host folder, so the two daemons
+(and the QEMU processes they spawn) never see each other's domains, sockets, or caches:
+
+=====================  ==========================================
+mount point            per-host source folder
+=====================  ==========================================
+``/etc/libvirt``       ``<root>/<host>/etc``   (libvirtd.conf, qemu.conf, persistent XML)
+``/run/libvirt``       ``<root>/<host>/run``
+``/var/lib/libvirt``   ``<root>/<host>/lib``
+``/var/cache/libvirt`` ``<root>/<host>/cache`` (QEMU capabilities cache)
+``/var/log/libvirt``   ``<root>/<host>/log``   (QEMU logs: ``log/qemu/<domain>.log``)
+=====================  ==========================================
+
+Host A listens for libvirt RPC on 127.0.0.1:16509, host B on 127.0.0.2:16510 (plain TCP,
+no auth). Each has a distinct ``host_uuid`` -- libvirt refuses to migrate a domain to the
+"same host". Migration streams go to the destination's ``migration_address`` (127.0.0.3 for
+A, 127.0.0.2 for B): libvirt rejects 127.0.0.1 for ``migration_host``/``migration_address``
+("must not be the address of the local machine"), but other loopback addresses pass that check.
+
+Needs root, ``unshare`` (util-linux), ``libvirtd`` and ``qemu-system-x86_64``
+(see ``scripts/install-libvirt.sh``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LIBVIRTD = "libvirtd"
+QEMU = "qemu-system-x86_64"
+EMULATOR = "/usr/bin/qemu-system-x86_64"
+# libvirt's QEMU capabilities cache survives across runs here (libvirt re-validates it against the
+# QEMU binary, libvirt version, kernel and KVM state, so a stale copy only costs a re-probe).
+# Saves the 4-8 s probe per daemon. Set DOMIG_LIBVIRT_CAPS_CACHE="" to disable.
+DEFAULT_CAPS_CACHE = os.environ.get(
+    "DOMIG_LIBVIRT_CAPS_CACHE", str(Path.home() / ".cache" / "domig" / "libvirt-qemu-capabilities")
+)
+MOUNTS: tuple[tuple[str, str], ...] = (
+    ("etc", "/etc/libvirt"),
+    ("run", "/run/libvirt"),
+    ("lib", "/var/lib/libvirt"),
+    ("cache", "/var/cache/libvirt"),
+    ("log", "/var/log/libvirt"),
+)
+
+
+class HarnessError(RuntimeError):
+    """The daemons could not be started (or stopped) as expected."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """Static addressing of one fake hypervisor host."""
+
+    name: str
+    listen_address: str  # libvirt RPC (libvirtd.conf listen_addr)
+    tcp_port: int  # libvirt RPC (libvirtd.conf tcp_port)
+    migration_address: str  # where this host's QEMU listens for incoming migrations
+    migration_port_min: int
+    migration_port_max: int
+    host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def uri(self) -> str:
+        """libvirt connection URI of this host's daemon."""
+        return f"qemu+tcp://{self.listen_address}:{self.tcp_port}/system"
+
+    @property
+    def migrate_uri(self) -> str:
+        """Value for ``VIR_MIGRATE_PARAM_URI`` when this host is the migration *destination*."""
+        return f"tcp://{self.migration_address}"
+
+
+HOST_A = "a"
+HOST_B = "b"
+
+
+def default_specs() -> tuple[HostSpec, HostSpec]:
+    """The two hosts: A on 127.0.0.1:16509, B on 127.0.0.2:16510 (fresh host UUIDs each call)."""
+    return (
+        HostSpec(HOST_A, "127.0.0.1", 16509, "127.0.0.3", 49152, 49183),
+        HostSpec(HOST_B, "127.0.0.2", 16510, "127.0.0.2", 49184, 49215),
+    )
+
+
+def missing_prerequisites() -> list[str]:
+    """Human-readable reasons why the daemons cannot run here (empty when they can)."""
+    missing: list[str] = []
+    if os.geteuid() != 0:
+        missing.append("must run as root (libvirtd system instance + mount namespaces)")
+    for binary in (LIBVIRTD, QEMU, "unshare", "mount"):
+        if _which(binary) is None:
+            missing.append(f"{binary} not installed")
+    try:
+        import libvirt  # noqa: F401
+        import libvirt_qemu  # noqa: F401
+    except ImportError:
+        missing.append("python module libvirt (pip install libvirt-python) not importable")
+    if missing:
+        missing.append("run scripts/install-libvirt.sh")
+    return missing
+
+
+def kvm_usable() -> bool:
+    """True when /dev/kvm can be opened read-write and answers KVM_GET_API_VERSION (QEMU can use KVM)."""
+    import fcntl
+
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, 0xAE00) == 12  # KVM_GET_API_VERSION
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+_SBIN_PATH = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/local/sbin:/usr/sbin:/sbin"
+
+
+def _which(binary: str) -> str | None:
+    return shutil.which(binary, path=_SBIN_PATH)
+
+
+def _libvirtd_conf(spec: HostSpec, log_file: Path) -> str:
+    return "\n".join(
+        [
+            "listen_tcp = 1",
+            "listen_tls = 0",
+            f'listen_addr = "{spec.listen_address}"',
+            f'tcp_port = "{spec.tcp_port}"',
+            'auth_tcp = "none"',
+            'auth_unix_rw = "none"',
+            'auth_unix_ro = "none"',
+            f'host_uuid = "{spec.host_uuid}"',
+            "log_level = 3",
+            f'log_outputs = "3:file:{log_file}"',
+            "keepalive_interval = 5",
+            "keepalive_count = 5",
+            "max_clients = 64",
+            "",
+        ]
+    )
+
+
+def _qemu_conf(spec: HostSpec) -> str:
+    return "\n".join(
+        [
+            'user = "root"',
+            'group = "root"',
+            "dynamic_ownership = 0",
+            'security_driver = "none"',
+            "cgroup_controllers = [ ]",
+            "namespaces = [ ]",
+            'stdio_handler = "file"',  # no virtlogd
+            f'migration_address = "{spec.migration_address}"',
+            f'migration_host = "{spec.migration_address}"',
+            f"migration_port_min = {spec.migration_port_min}",
+            f"migration_port_max = {spec.migration_port_max}",
+            "",
+        ]
+    )
+
+
+class LibvirtHost:
+    """One libvirtd daemon in its own mount namespace."""
+
+    def __init__(self, spec: HostSpec, root: Path) -> None:
+        self.spec = spec
+        self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_seconds: float | None = None
+        self._spawned_at = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def uri(self) -> str:
+        return self.spec.uri
+
+    @property
+    def migrate_uri(self) -> str:
+        return self.spec.migrate_uri
+
+    @property
+    def host_uuid(self) -> str:
+        return self.spec.host_uuid
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "libvirtd.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "libvirtd.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "libvirtd.log"
+
+    @property
+    def stdio_file(self) -> Path:
+        return self.root / "libvirtd.stdio.log"
+
+    def qemu_log(self, domain_name: str) -> Path:
+        """QEMU's own log for a domain on this host (from outside the namespace)."""
+        return self.root / "log" / "qemu" / f"{domain_name}.log"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        """Write the configuration and launch libvirtd (does not wait for it)."""
+        if self.proc is not None:
+            raise HarnessError(f"host {self.name}: already started")
+        _ensure_port_free(self.spec.listen_address, self.spec.tcp_port, self.name)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for sub, target in MOUNTS:
+            (self.root / sub).mkdir(exist_ok=True)
+            Path(target).mkdir(parents=True, exist_ok=True)  # mount point must exist outside too
+        self.config_file.write_text(_libvirtd_conf(self.spec, self.log_file))
+        (self.root / "etc" / "qemu.conf").write_text(_qemu_conf(self.spec))
+        (self.root / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(self.spec, self.log_file))
+        mounts = " && ".join(f"mount --bind {_q(self.root / sub)} {_q(target)}" for sub, target in MOUNTS)
+        script = (
+            f"set -e; {mounts}; exec {_q(_which(LIBVIRTD) or LIBVIRTD)} --listen"
+            f" --config {_q(self.config_file)} --pid-file {_q(self.pid_file)}"
+        )
+        with open(self.stdio_file, "wb") as out:
+            # unshare without --fork execs sh, which execs libvirtd: proc.pid is libvirtd's pid.
+            self.proc = subprocess.Popen(
+                ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "LC_ALL": "C", "PATH": _SBIN_PATH},
+            )
+        self._spawned_at = time.monotonic()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll ``libvirt.open(uri)`` until the daemon answers; on failure raise with its log."""
+        import libvirt
+
+        if self.proc is None:
+            raise HarnessError(f"host {self.name}: not started")
+        deadline = time.monotonic() + timeout
+        last_error = "no attempt"
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise HarnessError(
+                    f"host {self.name}: libvirtd exited with code {rc} during startup\n{self.diagnostics()}"
+                )
+            try:
+                conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                last_error = str(exc)
+            else:
+                try:
+                    conn.getHostname()
+                    self.startup_seconds = time.monotonic() - self._spawned_at
+                    return
+                except libvirt.libvirtError as exc:
+                    last_error = str(exc)
+                finally:
+                    conn.close()
+            if time.monotonic() > deadline:
+                raise HarnessError(
+                    f"host {self.name}: libvirtd did not answer on {self.uri} within {timeout:.0f}s"
+                    f" (last error: {last_error})\n{self.diagnostics()}"
+                )
+            time.sleep(0.1)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    @property
+    def caps_dir(self) -> Path:
+        """libvirt's QEMU capabilities cache of this host (from outside the namespace)."""
+        return self.root / "cache" / "qemu" / "capabilities"
+
+    def warm_up(self) -> float:
+        """Make libvirtd probe QEMU now (else the first domain start pays 4-8 s); return seconds."""
+        started = time.monotonic()
+        conn = self.open()
+        try:
+            conn.getCapabilities()  # probes every installed qemu-system-* binary (x86_64, i386)
+            conn.getDomainCapabilities(EMULATOR, "x86_64", "pc", "qemu", 0)
+        finally:
+            conn.close()
+        return time.monotonic() - started
+
+    def open(self) -> Any:
+        """A new read-write ``libvirt.virConnect`` to this host (caller closes it)."""
+        import libvirt
+
+        return libvirt.open(self.uri)
+
+    def destroy_all_domains(self) -> list[str]:
+        """Destroy every running domain and undefine every persistent one; return their names."""
+        import libvirt
+
+        names: list[str] = []
+        if self.proc is None or self.proc.poll() is not None:
+            return names
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError:
+            return names
+        try:
+            for dom in conn.listAllDomains(0):
+                names.append(dom.name())
+                with contextlib.suppress(libvirt.libvirtError):
+                    if dom.isActive():
+                        dom.destroy()
+                with contextlib.suppress(libvirt.libvirtError):
+                    if dom.isPersistent():
+                        dom.undefineFlags(
+                            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                            | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                        )
+        finally:
+            conn.close()
+        return names
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Destroy all guests, terminate libvirtd, wait, and kill leftover QEMU processes."""
+        self.destroy_all_domains()
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self._kill_leftover_qemu()
+
+    def _kill_leftover_qemu(self) -> None:
+        _kill_qemu_of(self.root)
+
+    def diagnostics(self, max_chars: int = 6000) -> str:
+        """Tail of the daemon's stdio and log files, for failure messages."""
+        parts = []
+        for path in (self.stdio_file, self.log_file):
+            try:
+                text = path.read_text(errors="replace")
+            except OSError as exc:
+                text = f"<unreadable: {exc}>"
+            parts.append(f"--- {path} ---\n{text[-max_chars:]}")
+        return "\n".join(parts)
+
+
+class LibvirtHosts:
+    """Two libvirtd daemons, A and B, for real live-migration tests.
+
+    Use as a context manager or call :meth:`start` / :meth:`stop`. ``root`` defaults to a fresh
+    temporary directory that is removed by :meth:`stop` (unless ``keep`` is true).
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        specs: Sequence[HostSpec] | None = None,
+        startup_timeout: float = 30.0,
+        keep: bool = False,
+        caps_cache: Path | str | None = DEFAULT_CAPS_CACHE,
+    ) -> None:
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="domig-libvirt-")) if root is None else root
+        self.keep = keep
+        self.startup_timeout = startup_timeout
+        specs = tuple(specs) if specs is not None else default_specs()
+        if len(specs) != 2 or len({s.host_uuid for s in specs}) != 2:
+            raise ValueError("need exactly two host specs with distinct host_uuid")
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "owner.pid").write_text(f"{os.getpid()}\n")
+        self.hosts: tuple[LibvirtHost, LibvirtHost] = (
+            LibvirtHost(specs[0], self.root / specs[0].name),
+            LibvirtHost(specs[1], self.root / specs[1].name),
+        )
+        self.caps_cache = Path(caps_cache) if caps_cache else None
+        self.startup_seconds: float | None = None
+        self.warm_up_seconds: float | None = None
+
+    @property
+    def a(self) -> LibvirtHost:
+        return self.hosts[0]
+
+    @property
+    def b(self) -> LibvirtHost:
+        return self.hosts[1]
+
+    @property
+    def uris(self) -> tuple[str, str]:
+        return (self.a.uri, self.b.uri)
+
+    def __iter__(self) -> Iterator[LibvirtHost]:
+        return iter(self.hosts)
+
+    def host(self, name_or_uri: str) -> LibvirtHost:
+        for h in self.hosts:
+            if name_or_uri in (h.name, h.uri):
+                return h
+        raise KeyError(name_or_uri)
+
+    def workdir(self, name: str) -> Path:
+        """A scratch folder visible to both hosts' QEMU processes (disk images, memory dumps)."""
+        path = self.root / "shared" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def start(self) -> None:
+        """Start both daemons, wait until they answer, and have them probe QEMU (in parallel)."""
+        started = time.monotonic()
+        reap_stale_daemons()
+        try:
+            for h in self.hosts:
+                self._seed_caps(h)
+                h.spawn()
+            for h in self.hosts:
+                h.wait_ready(self.startup_timeout)
+            self.startup_seconds = time.monotonic() - started
+            with ThreadPoolExecutor(len(self.hosts)) as pool:
+                list(pool.map(LibvirtHost.warm_up, self.hosts))
+            self.warm_up_seconds = time.monotonic() - started - self.startup_seconds
+            self._save_caps(self.a)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _seed_caps(self, host: LibvirtHost) -> None:
+        if self.caps_cache is None or not self.caps_cache.is_dir():
+            return
+        host.caps_dir.mkdir(parents=True, exist_ok=True)
+        for xml in self.caps_cache.glob("*.xml"):
+            shutil.copy2(xml, host.caps_dir / xml.name)
+
+    def _save_caps(self, host: LibvirtHost) -> None:
+        if self.caps_cache is None:
+            return
+        with contextlib.suppress(OSError):
+            self.caps_cache.mkdir(parents=True, exist_ok=True)
+            for xml in host.caps_dir.glob("*.xml"):
+                shutil.copy2(xml, self.caps_cache / xml.name)
+
+    def stop(self) -> None:
+        for h in self.hosts:  # destroy guests on both before stopping any daemon
+            with contextlib.suppress(Exception):
+                h.destroy_all_domains()
+        errors: list[BaseException] = []
+        for h in self.hosts:
+            try:
+                h.stop()
+            except Exception as exc:
+                errors.append(exc)
+        if self._own_root and not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+        if errors:
+            raise HarnessError(f"stopping libvirtd failed: {errors!r}")
+
+    def __enter__(self) -> LibvirtHosts:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _kill_qemu_of(host_root: Path) -> None:
+    """Kill QEMU processes whose pid files live in a host folder's run/qemu (its /run/libvirt/qemu)."""
+    for pid_file in (host_root / "run" / "qemu").glob("*.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pid_file.read_text().strip())
+            if b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+
+
+def reap_stale_daemons(tmp: Path | None = None) -> list[int]:
+    """Kill libvirtd daemons (and their QEMUs) left behind by an earlier harness run that died.
+
+    Only processes that this harness started are touched, and only when the Python process that
+    started them (``<root>/owner.pid``) is gone: a pid from a
+    ``<tmp>/domig-libvirt-*/<host>/libvirtd.pid`` file whose command line names that folder's
+    ``libvirtd.conf``. Returns the killed libvirtd pids.
+    """
+    killed: list[int] = []
+    stale_roots: set[Path] = set()
+    base = Path(tmp) if tmp is not None else Path(tempfile.gettempdir())
+    for pid_file in base.glob("domig-libvirt-*/*/libvirtd.pid"):
+        host_root = pid_file.parent
+        if _owner_alive(host_root.parent):
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if str(host_root / "libvirtd.conf").encode() in cmdline and any(b"libvirtd" in c for c in cmdline):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                stale_roots.add(host_root.parent)
+        _kill_qemu_of(host_root)
+    if killed:
+        time.sleep(0.5)  # let the kernel release the listening sockets
+        for root in stale_roots:
+            shutil.rmtree(root, ignore_errors=True)
+    return killed
+
+
+def _owner_alive(root: Path) -> bool:
+    try:
+        owner = int((root / "owner.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if owner == os.getpid():
+        return True
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _q(value: object) -> str:
+    import shlex
+
+    return shlex.quote(str(value))
+
+
+def _ensure_port_free(address: str, port: int, name: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as exc:
+            raise HarnessError(
+                f"host {name}: {address}:{port} is already in use ({exc}); a libvirtd from an"
+                " earlier run may still be alive (look for it with `ss -ltnp`)"
+            ) from exc

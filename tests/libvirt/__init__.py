@@ -1,0 +1,1 @@
+"""Tests that run against two real libvirtd daemons (see tests/harness)."""
