@@ -6,6 +6,7 @@ from pydantic import Field
 
 from controller.api.base import Model
 from controller.api.resource import ObjectMeta
+from controller.api.status import Condition
 
 
 class SecretRef(Model):
@@ -59,12 +60,24 @@ class HypervisorHostSpec(Model):
         return []
 
 
+class HypervisorHostStatus(Model):
+    """Kept fresh by the operator's probe timer."""
+
+    reachable: bool | None = None
+    hostname: str | None = None
+    hypervisor_version: str | None = None
+    domain_count: int | None = None
+    last_probe_time: str | None = None
+    message: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
 class HypervisorHost(Model):
     api_version: Literal["domig.dev/v1alpha1"] = "domig.dev/v1alpha1"
     kind: Literal["HypervisorHost"] = "HypervisorHost"
     metadata: ObjectMeta
     spec: HypervisorHostSpec
-    status: dict[str, object] | None = None
+    status: HypervisorHostStatus = Field(default_factory=HypervisorHostStatus)
 
     def problems(self) -> list[tuple[str, str]]:
         return [(f"spec.{field}", why) for field, why in self.spec.problems()]

@@ -31,10 +31,10 @@ class DomainMigrationSpec(Model):
     domain: DomainName
     source: HostName
     destination: HostName
-    flags: list[MigrationFlag] = Field(default_factory=list)
+    flags: list[MigrationFlag] = Field(default_factory=list, max_length=len(MigrationFlag))
     dname: DomainName | None = None
     hostname: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
-    params: dict[str, StrictInt | StrictStr] = Field(default_factory=dict)
+    params: dict[str, StrictInt | StrictStr] = Field(default_factory=dict, max_length=64)
     abort: bool = False
     timeouts: Timeouts = Field(default_factory=Timeouts)
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -74,6 +74,8 @@ class DomainMigrationStatus(Model):
     total_time_ms: int | None = None
     reason: Reason | None = None
     message: str | None = None
+    # The spec the operator started with: what it resumes from, whatever the spec says later.
+    accepted_spec: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:

@@ -63,8 +63,10 @@ def _report(status: DomainMigrationStatus, output: str, out: Console, err: Conso
         print(yaml.safe_dump(status.dump(), sort_keys=False))
     else:
         style = "green" if status.phase is Phase.Succeeded else "red"
-        err.print(f"[bold {style}]{status.phase.value}[/] ({status.reason.value if status.reason else '-'}): "
-                  f"{status.message or ''}")
+        err.print(
+            f"[bold {style}]{status.phase.value}[/] ({status.reason.value if status.reason else '-'}): "
+            f"{status.message or ''}"
+        )
     return exit_code(status)
 
 
@@ -109,6 +111,12 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("-f", "--file", required=True)
     v.add_argument("--hosts", help="also check the host names against this hosts file")
     v.set_defaults(func=cmd_validate)
+    from controller.cli.xend_demo import add_parser as add_xend_demo  # kept out of the top: it imports main
+
+    add_xend_demo(sub)
+    from controller.cli.operator import add_parser as add_operator
+
+    add_operator(sub)
     return top
 
 

@@ -133,11 +133,21 @@ async def prepare(run: Run) -> Phase:
     if offline:
         _check_offline(run, here, there)
     else:
+        if here is None and there is not None and there.state is DomainState.paused:
+            await _not_in_flight(run)
         _check_live(run, here, there)
     assert here is not None
     run.memory_bytes = here.memory_bytes
     run.status.target.hostname = await _hostname(run)
     return Phase.Migrating
+
+
+async def _not_in_flight(run: Run) -> None:
+    """Paused there and gone from here may be a migration still under way (xend shows the incoming
+    domain early, paused, and renames the leaving one): somebody else's, not an arrival."""
+    job = await _job(run)
+    if job.phase in (JobPhase.active, JobPhase.postcopy):
+        raise fail(Reason.Busy, f"{run.source_name} is already being migrated away from {run.spec.source}")
 
 
 async def _hostname(run: Run) -> str:
@@ -205,8 +215,8 @@ async def _start(run: Run) -> None:
 async def _decide_without_job(run: Run) -> None:
     """A driver with no job history: the hosts' views are all that tells what happened."""
     there = await _lookup(run, "destination", run.target_name)
-    if there is not None and there.state is DomainState.running:
-        return
+    if _active(there):
+        return  # paused may be an incoming domain not yet resumed: Verifying waits for it to run
     raise fail(
         Reason.SourceFailed,
         f"the migration was started before a restart and {run.spec.source} reports no job; "

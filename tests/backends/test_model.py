@@ -84,11 +84,13 @@ def test_abort_and_failures() -> None:
     link=st.floats(10, 3000),
     t1=st.floats(0, 300),
     dt=st.floats(0, 300),
+    start=st.sampled_from([0.0, 1764118663.123]),  # loop clock and wall clock
 )
 def test_progress_never_goes_backwards_and_remaining_stays_within_memory(
-    memory_mib: int, dirty: float, link: float, t1: float, dt: float
+    memory_mib: int, dirty: float, link: float, t1: float, dt: float, start: float
 ) -> None:
-    plan = Plan(start=0, memory=memory_mib * MiB, dirty_bps=dirty * MiB, link_bps=link * MiB)
+    t1 += start
+    plan = Plan(start=start, memory=memory_mib * MiB, dirty_bps=dirty * MiB, link_bps=link * MiB)
     a, b = evaluate(plan, t1), evaluate(plan, t1 + dt)
     assert a.processed <= b.processed
     assert 0 <= b.remaining <= plan.memory

@@ -209,7 +209,7 @@ async def test_live_tuning_of_bandwidth_and_downtime() -> None:
 
 
 async def test_destination_dying_is_target_failed_and_the_source_runs() -> None:
-    lab = make_lab(b={"faults": {"destination_dies_at": 0.5}})
+    lab = make_lab(b={"faults": {"destinationDiesAt": 0.5}})
     status = await lab.run(migration(flags=["live", "undefineSource"]))
     assert status.phase is Phase.Failed and status.reason is Reason.TargetFailed
     assert "web runs on a" in (status.message or "")
@@ -219,14 +219,14 @@ async def test_destination_dying_is_target_failed_and_the_source_runs() -> None:
 
 
 async def test_source_dying_is_source_failed_and_says_where_the_domain_is() -> None:
-    lab = make_lab(a={"faults": {"source_dies_at": 0.3}})
+    lab = make_lab(a={"faults": {"sourceDiesAt": 0.3}})
     status = await lab.run(migration())
     assert status.phase is Phase.Failed and status.reason is Reason.SourceFailed
     assert "web is crashed on a; web is absent on b" in (status.message or "")
 
 
 async def test_a_non_live_migration_that_fails_resumes_the_source() -> None:
-    lab = make_lab(b={"faults": {"destination_dies_at": 0.5}})
+    lab = make_lab(b={"faults": {"destinationDiesAt": 0.5}})
     status = await lab.run(migration(flags=[]))
     assert status.reason is Reason.TargetFailed and lab.where() == {"a": "running"}
 

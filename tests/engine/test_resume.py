@@ -46,11 +46,11 @@ async def test_resume_after_a_crash_at_every_report(downtime: float) -> None:
 
 
 async def test_a_job_that_fails_while_the_engine_is_down_ends_target_failed() -> None:
-    lab = make_lab(b={"faults": {"destination_dies_at": 0.6}})
+    lab = make_lab(b={"faults": {"destinationDiesAt": 0.6}})
     rec = Recorder()
     # Crash at the first progress report while Migrating.
     for n in range(1, 20):
-        lab = make_lab(b={"faults": {"destination_dies_at": 0.6}})
+        lab = make_lab(b={"faults": {"destinationDiesAt": 0.6}})
         rec = Recorder(crash_at=n)
         with pytest.raises(Crash):
             await lab.run(migration(), rec)

@@ -189,7 +189,7 @@ class TestConnection(Connection):
                 postcopy_bps=float(params["bandwidth.postcopy"]) * MiB if params.get("bandwidth.postcopy") else None,
                 auto_converge=(initial / 100, increment / 100) if MigrationFlag.autoConverge in flags else None,
             )
-            faults = target["faults"].get("destination_dies_at"), source["faults"].get("source_dies_at")
+            faults = target["faults"].get("destinationDiesAt"), source["faults"].get("sourceDiesAt")
             if faults[0] is not None:
                 plan.fail_at, plan.fail_side = float(faults[0]), "destination"
             elif faults[1] is not None:

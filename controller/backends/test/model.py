@@ -77,6 +77,36 @@ def _next_change(changes: list[tuple[float, float]], t: float) -> float | None:
 
 def evaluate(plan: Plan, now: float) -> Snapshot:
     """The job's state at `now` (or its final state, if it finished before)."""
+    # Work in time since the start: wall-clock epochs are too large for byte-sized steps.
+    snap = _evaluate(_relative(plan), now - plan.start)
+    snap.time += plan.start
+    return snap
+
+
+def _relative(plan: Plan) -> Plan:
+    def shift(when: float | None) -> float | None:
+        return None if when is None else when - plan.start
+
+    return Plan(
+        start=0.0,
+        memory=plan.memory,
+        dirty_bps=plan.dirty_bps,
+        link_bps=plan.link_bps,
+        live=plan.live,
+        offline=plan.offline,
+        bandwidth=[(when - plan.start, v) for when, v in plan.bandwidth],
+        downtime=[(when - plan.start, v) for when, v in plan.downtime],
+        postcopy_bps=plan.postcopy_bps,
+        auto_converge=plan.auto_converge,
+        postcopy_at=shift(plan.postcopy_at),
+        suspended_at=shift(plan.suspended_at),
+        aborted_at=shift(plan.aborted_at),
+        fail_at=plan.fail_at,
+        fail_side=plan.fail_side,
+    )
+
+
+def _evaluate(plan: Plan, now: float) -> Snapshot:
     total = plan.memory
     if plan.offline:
         return Snapshot("completed", plan.start, 0, 0, 0, 0.0, 0.0, 0)
@@ -149,7 +179,7 @@ def evaluate(plan: Plan, now: float) -> Snapshot:
             dirtied = 0.0
             downtime_ms = round(POSTCOPY_SWITCH_S * 1000)
             continue
-        if pass_left <= 1.0:
+        if pass_left <= 1.0 or pass_left / rate < EPSILON:
             if mode in ("postcopy", "stopcopy"):
                 return snapshot("completed")
             limit = _at(plan.downtime, t, DEFAULT_DOWNTIME_S)

@@ -1,0 +1,110 @@
+"""`domig xend-demo`: two test xends, in this process, and one migration through the xend driver.
+
+The xends listen where the hosts file says (``xend+http://HOST:PORT``) and take migrations on
+PORT+2, xend's own layout (8000 for HTTP, 8002 for relocation). The source starts with the
+migration's domain running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from controller.api.errors import SpecError
+from controller.api.resource import DomainMigration
+from controller.api.status import DomainMigrationStatus
+from controller.backends.base import BackendError, HostConfig
+from controller.backends.xend.transport import parse_uri
+from controller.cli.documents import load_hosts_file, load_migration_file
+from controller.engine.hosts import StaticHosts
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RELOCATION_OFFSET = 2  # xend-port 8000, xend-relocation-port 8002
+DEMO_MEMORY_MIB = 1024
+# Bytes streamed per MiB of guest memory at the test xend's 8 Mbit/s: 1 GiB takes ~2 s.
+DEMO_MEMORY_SCALE = 2048
+
+
+def relocation_port(http_port: int) -> int:
+    return http_port + RELOCATION_OFFSET
+
+
+def http_address(host: HostConfig) -> tuple[str, int]:
+    """Where a test xend for this host must listen; only TCP xend hosts can have one."""
+    if host.driver != "xend":
+        raise SpecError([f"host {host.name}: driver is {host.driver}; the xend demo needs xend hosts"])
+    try:
+        endpoint = parse_uri(host.uri)
+    except BackendError as exc:
+        raise SpecError([f"host {host.name}: {exc.message}"]) from None
+    if endpoint.socket is not None:
+        raise SpecError([f"host {host.name}: the xend demo serves TCP only, not {endpoint.shown}"])
+    address, _, port = endpoint.base_url.removeprefix("http://").rpartition(":")
+    return address.strip("[]"), int(port)
+
+
+def add_parser(sub: Any) -> None:
+    x = sub.add_parser("xend-demo", help="start two test xends from a hosts file and migrate through them")
+    x.add_argument("--hosts", default=str(EXAMPLES / "hosts-xend.yaml"), help="two xend HypervisorHosts")
+    x.add_argument("-f", "--file", default=str(EXAMPLES / "migration-xend.yaml"), help="the DomainMigration")
+    x.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    x.set_defaults(func=cmd_xend_demo)
+
+
+def cmd_xend_demo(args: argparse.Namespace) -> int:
+    from controller.cli.main import _report  # main registers this command, so it is imported late
+
+    migration = load_migration_file(Path(args.file))
+    hosts = load_hosts_file(Path(args.hosts))
+    err = Console(stderr=True)
+    status = asyncio.run(_demo(migration, hosts, args.output, err))
+    return _report(status, args.output, Console(), err)
+
+
+async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err: Console) -> DomainMigrationStatus:
+    # The test xend is only for demos and tests; the command line does not load it otherwise.
+    from controller.cli.main import run_migration
+    from controller.xendsim import XendHost
+
+    spec = migration.spec
+    source, dest = hosts.find(spec.source), hosts.find(spec.destination)
+    for field, name, found in (("source", spec.source, source), ("destination", spec.destination, dest)):
+        if found is None:
+            raise SpecError([f"spec.{field}: no host named {name!r} (known: {hosts.names})"])
+    assert source is not None and dest is not None
+    (src_ip, src_port), (dst_ip, dst_port) = http_address(source), http_address(dest)
+    async with AsyncExitStack() as stack:
+        try:
+            b = await stack.enter_async_context(
+                XendHost(
+                    name=dest.name,
+                    http=(dst_ip, dst_port),
+                    relocation=(dst_ip, relocation_port(dst_port)),
+                    memory_scale=DEMO_MEMORY_SCALE,
+                )
+            )
+            a = await stack.enter_async_context(
+                XendHost(
+                    name=source.name,
+                    http=(src_ip, src_port),
+                    relocation=(src_ip, relocation_port(src_port)),
+                    # port=0 means "the relocation port": the destination's, in this layout.
+                    relocation_default_port=relocation_port(dst_port),
+                    memory_scale=DEMO_MEMORY_SCALE,
+                    domains=[f"name={spec.domain},memory={DEMO_MEMORY_MIB}"],
+                )
+            )
+        except OSError as exc:
+            raise SpecError([f"cannot start the test xends: {exc.strerror or exc}"]) from None
+        if output == "text":
+            err.print(f"[dim]test xends: {a.name} at {a.url}, {b.name} at {b.url}; {spec.domain} runs on {a.name}[/]")
+        status = await run_migration(migration, hosts, output, err, poll=0.1)
+        if output == "text":
+            for xend in (a, b):
+                err.print(f"[dim]{xend.name} runs: {', '.join(xend.state.names())}[/]")
+        return status

@@ -1,0 +1,109 @@
+"""The operator's reactions, one small function each; the logic lives in the modules they call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from controller.api.enums import Phase
+from controller.api.errors import SpecError
+from controller.api.hosts import HypervisorHost
+from controller.api.immutability import refused_changes
+from controller.api.resource import GROUP, VERSION
+from controller.backends.registry import DriverTable
+from controller.operator.admission import Admission
+from controller.operator.config import OperatorConfig
+from controller.operator.context import Context
+from controller.operator.hosts import limits_of
+from controller.operator.kube import Kube
+from controller.operator.migrations import ACTIVE, MigrationDaemon, running_tickets, ticket_of
+from controller.operator.probe import probe
+from controller.operator.reporting import refusal_condition
+
+CONFIG = OperatorConfig.from_environment()
+FINALIZER = f"{GROUP}/finalizer"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat it
+    # kopf gives each resource a shallow copy of the memo: shared state lives in one object.
+    ctx = Context(
+        config=CONFIG,
+        kube=Kube.from_environment(),
+        drivers=DriverTable(),
+        admission=Admission(CONFIG.max_parallel, lambda name: limits_of(ctx.hosts_index, name)),
+    )
+    memo.ctx = ctx
+
+
+@kopf.on.cleanup()
+async def close(memo: Any, **_: Any) -> None:
+    await memo.ctx.drivers.close()
+
+
+@kopf.index(GROUP, VERSION, "hypervisorhosts")
+def hypervisor_hosts(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}}
+
+
+@kopf.index(GROUP, VERSION, "domainmigrations")
+def active_migrations(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any
+) -> Any:
+    """Migrations past admission and not finished: they hold slots, also across restarts."""
+    if status.get("phase") in {p.value for p in ACTIVE}:
+        accepted = status.get("acceptedSpec") or spec
+        return {f"{namespace}/{name}": ticket_of(namespace or "", name, accepted, meta.get("creationTimestamp", ""))}
+    return {}  # not None: kopf keeps an object's old entries when its indexer returns None
+
+
+@kopf.daemon(GROUP, VERSION, "domainmigrations", cancellation_backoff=None, cancellation_timeout=None, backoff=5)
+async def migrate(
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    logger: kopf.Logger,
+    **indexes: Any,
+) -> None:
+    hosts, active = indexes["hypervisor_hosts"], indexes["active_migrations"]
+    memo.ctx.hosts_index = hosts
+    memo.ctx.admission.running = lambda: running_tickets(active)
+    await MigrationDaemon(memo.ctx, body, stopped, hosts, logger).run()
+
+
+@kopf.on.update(GROUP, VERSION, "domainmigrations", field="spec")
+async def spec_changed_after_the_end(
+    new: Any, status: kopf.Status, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A finished migration's daemon is gone; say here that its spec change is not acted on."""
+    if status.get("phase") not in {Phase.Succeeded.value, Phase.Failed.value, Phase.Aborted.value}:
+        return
+    fields = refused_changes(dict(status.get("acceptedSpec") or {}), dict(new or {}))
+    if not status.get("acceptedSpec") or not fields:
+        return
+    condition = refusal_condition(fields).dump()
+    others = [c for c in status.get("conditions", []) if c.get("type") != condition["type"]]
+    await memo.ctx.kube.patch_status("domainmigrations", name, namespace, {"conditions": [*others, condition]})
+    kopf.event(body, type="Warning", reason="SpecChangeRefused", message=condition["message"])
+
+
+@kopf.timer(GROUP, VERSION, "hypervisorhosts", interval=CONFIG.probe_interval, initial_delay=0.1)
+async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
+    try:
+        host = HypervisorHost.parse({"metadata": dict(body.metadata), "spec": dict(body.spec)})
+    except SpecError as exc:
+        patch.status["reachable"] = False
+        patch.status["message"] = "; ".join(exc.problems)
+        return
+    host.status.conditions = HypervisorHost.parse(
+        {
+            "metadata": dict(body.metadata),
+            "spec": dict(body.spec),
+            "status": {"conditions": body.status.get("conditions", [])},
+        }
+    ).status.conditions
+    patch.status.update(await probe(host, memo.ctx.drivers, memo.ctx.kube))

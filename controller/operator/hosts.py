@@ -1,0 +1,73 @@
+"""HypervisorHost resources, as kopf indexes them, turned into what the engine connects to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from controller.api.enums import Reason
+from controller.api.errors import SpecError
+from controller.api.hosts import HostLimits, HypervisorHost
+from controller.backends.base import Credentials, HostConfig
+from controller.engine.hosts import host_config
+from controller.operator.kube import Kube
+
+HostIndex = Mapping[str, Any]  # kopf.Index[str, dict]: name -> store of one HypervisorHost body
+
+
+class HostProblem(Exception):
+    def __init__(self, reason: Reason, message: str, final: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.final = final  # no point waiting: the answer will not change by itself
+
+
+def lookup(index: HostIndex, name: str) -> HypervisorHost | None:
+    store = index.get(name)
+    if not store:
+        return None
+    body = next(iter(store))
+    try:
+        return HypervisorHost.parse({**body, "status": _known_status(body.get("status"))})
+    except SpecError:
+        return None
+
+
+def _known_status(status: Any) -> dict[str, Any]:
+    fields = {"reachable", "hostname", "hypervisorVersion", "domainCount", "lastProbeTime", "message", "conditions"}
+    return {k: v for k, v in (status or {}).items() if k in fields}
+
+
+def limits_of(index: HostIndex, name: str) -> HostLimits:
+    host = lookup(index, name)
+    return host.spec.limits if host else HostLimits()
+
+
+def check_host(index: HostIndex, name: str, field: str, namespace: str) -> HypervisorHost:
+    """The host a migration names: it must exist, be ready, and allow the namespace."""
+    host = lookup(index, name)
+    if host is None:
+        raise HostProblem(Reason.HostNotFound, f"spec.{field}: no HypervisorHost named {name!r}")
+    allowed = host.spec.allowed_namespaces
+    if allowed is not None and namespace not in allowed:
+        raise HostProblem(
+            Reason.NamespaceNotAllowed,
+            f"HypervisorHost {name} does not allow namespace {namespace} (allowedNamespaces: {', '.join(allowed)})",
+            final=True,
+        )
+    if host.status.reachable is False:
+        raise HostProblem(Reason.HostNotReady, f"HypervisorHost {name} is not ready: {host.status.message or ''}")
+    return host
+
+
+async def resolve(host: HypervisorHost, kube: Kube | None) -> HostConfig:
+    """The engine's view of a host, with its Secret's credentials (never written anywhere)."""
+    ref = host.spec.credentials_secret_ref
+    credentials = None
+    if ref is not None and kube is not None:
+        data = await kube.secret(ref.name, ref.namespace or "default")
+        if data is None:
+            raise HostProblem(Reason.HostNotReady, f"the credentials Secret {ref.namespace}/{ref.name} does not exist")
+        credentials = Credentials(data)
+    return host_config(host, credentials)

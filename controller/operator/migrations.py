@@ -1,0 +1,215 @@
+"""One DomainMigration's life in the operator: admit it, run the engine, follow the live spec."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from controller.api.conditions import refresh_conditions
+from controller.api.enums import Phase, Reason
+from controller.api.errors import SpecError
+from controller.api.immutability import refused_changes
+from controller.api.resource import DomainMigration
+from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
+from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
+from controller.operator.admission import Ticket
+from controller.operator.context import Context
+from controller.operator.hosts import HostIndex, HostProblem, check_host, resolve
+from controller.operator.reporting import Reporter, known_status
+
+ACTIVE = (Phase.Validating, Phase.Preparing, Phase.Migrating, Phase.Verifying)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+def ticket_of(namespace: str, name: str, spec: Mapping[str, Any], created: str) -> Ticket:
+    return Ticket(
+        f"{namespace}/{name}", spec.get("source", ""), spec.get("destination", ""), spec.get("domain", ""), created
+    )
+
+
+def running_tickets(index: Mapping[str, Iterable[Ticket]]) -> list[Ticket]:
+    return [ticket for store in index.values() for ticket in store]
+
+
+class Ended(Exception):
+    """The migration ended (or must stop) before the engine ran."""
+
+
+class MigrationDaemon:
+    def __init__(
+        self,
+        ctx: Context,
+        body: kopf.Body,
+        stopped: kopf.DaemonStopped,
+        hosts: HostIndex,
+        logger: Logger,
+    ) -> None:
+        self.ctx = ctx
+        self.body = body
+        self.stopped = stopped
+        self.hosts = hosts
+        self.logger = logger
+        self.controls = Controls()
+        self.reporter = Reporter(ctx.kube, body, ctx.config.progress_interval, logger)
+        self.name = str(body.metadata.name)
+        self.namespace = str(body.metadata.namespace)
+        self.status = DomainMigrationStatus()
+        self.accepted: dict[str, Any] = {}
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    async def run(self) -> None:
+        try:
+            self.status = DomainMigrationStatus.parse(known_status(self.body.get("status")))
+        except SpecError:
+            self.status = DomainMigrationStatus()
+        if self.status.phase.terminal:
+            return  # finished: never run again, whatever is re-applied
+        self.accepted = dict(self.status.accepted_spec or self.body.spec)
+        watcher = asyncio.create_task(self.follow_spec())
+        try:
+            try:
+                migration = self.parse()
+            except SpecError as exc:
+                await self.end(Phase.Failed, Reason.InvalidSpec, "; ".join(exc.problems))
+                return
+            ticket = ticket_of(
+                self.namespace, self.name, self.accepted, self.body.metadata.get("creationTimestamp", "")
+            )
+            if self.status.phase is Phase.Pending:
+                await self.admit(ticket)
+            else:
+                self.ctx.admission.hold(ticket)
+            await self.migrate(migration)
+        except Ended:
+            pass
+        finally:
+            watcher.cancel()
+            self.ctx.admission.release(self.key)
+
+    def parse(self) -> DomainMigration:
+        meta = {"name": self.name, "namespace": self.namespace, "generation": self.body.metadata.get("generation")}
+        migration = DomainMigration.parse({"metadata": meta, "spec": self.accepted})
+        migration.status = self.status
+        return migration
+
+    # -- before the engine: admission ------------------------------------------------------------
+
+    async def admit(self, ticket: Ticket) -> None:
+        other = self.ctx.admission.busy(ticket)
+        if other is not None:
+            await self.end(
+                Phase.Failed,
+                Reason.Busy,
+                f"{ticket.domain} on {ticket.source} is already being migrated by DomainMigration {other.key}",
+            )
+        await self.wait_for_hosts()
+        admitted = await self.ctx.admission.acquire(ticket)
+        while not admitted.is_set():
+            await self.pending(Reason.WaitingForSlot, self.ctx.admission.why_waiting(ticket))
+            await self.pause(admitted)
+            self.ctx.admission.schedule()
+
+    async def wait_for_hosts(self) -> None:
+        while True:
+            try:
+                for field in ("source", "destination"):
+                    check_host(self.hosts, self.accepted[field], field, self.namespace)
+                return
+            except HostProblem as problem:
+                if problem.final:
+                    await self.end(Phase.Failed, problem.reason, problem.message)
+                await self.pending(problem.reason, problem.message)
+                await self.pause()
+
+    async def pause(self, until: asyncio.Event | None = None) -> None:
+        """Wait a little, for a slot, an abort or a stop; end the migration if it was aborted or deleted."""
+        waits = [
+            asyncio.ensure_future(self.stopped.wait()),
+            asyncio.ensure_future(self.controls.abort_requested.wait()),
+        ]
+        if until is not None:
+            waits.append(asyncio.ensure_future(until.wait()))
+        try:
+            await asyncio.wait(waits, timeout=self.ctx.config.host_retry, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        if self.stopped:
+            raise Ended()  # deleted or the operator stops: nothing has moved, nothing to undo
+        if self.controls.aborting:
+            await self.end(Phase.Aborted, Reason.Aborted, "aborted while waiting to start; nothing moved")
+
+    async def pending(self, reason: Reason, message: str) -> None:
+        if (self.status.reason, self.status.message) == (reason, message):
+            return
+        self.status.reason, self.status.message = reason, message
+        refresh_conditions(self.status, self.body.metadata.get("generation"), timestamp())
+        await self.reporter.patch(self.status)
+
+    async def end(self, phase: Phase, reason: Reason, message: str) -> None:
+        before = self.status.phase
+        self.status.phase, self.status.reason, self.status.message = phase, reason, message
+        self.status.phase_transition_timestamps.append(PhaseTransition(phase=phase, time=timestamp()))
+        refresh_conditions(self.status, self.body.metadata.get("generation"), timestamp())
+        await self.reporter.patch(self.status)
+        self.reporter.event(Transition(before, phase, reason, message))
+        raise Ended()
+
+    # -- the engine ------------------------------------------------------------------------------
+
+    async def migrate(self, migration: DomainMigration) -> None:
+        try:
+            source = await resolve(
+                check_host(self.hosts, self.accepted["source"], "source", self.namespace), self.ctx.kube
+            )
+            dest = await resolve(
+                check_host(self.hosts, self.accepted["destination"], "destination", self.namespace), self.ctx.kube
+            )
+        except HostProblem as problem:
+            await self.end(Phase.Failed, problem.reason, problem.message)
+            return
+        migration.status.accepted_spec = self.accepted
+        engine = Engine(
+            self.ctx.drivers, StaticHosts([source, dest]), Policy(poll_interval=self.ctx.config.poll_interval)
+        )
+        running = asyncio.create_task(engine.run(migration, self.reporter, self.controls))
+        stopping = asyncio.ensure_future(self.stopped.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if running.done():
+            running.result()
+            return
+        if self.stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in self.stopped.reason:
+            # Deleted while running: abort first; kopf keeps the finalizer until we return.
+            self.controls.request_abort()
+            await running
+            return
+        # The operator stops (or another replica takes over): leave the migration to the hypervisor;
+        # the next daemon re-attaches from the saved status.
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    async def follow_spec(self) -> None:
+        """The live spec: abort, live tuning, and refused changes (said in a condition)."""
+        tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
+        while True:
+            live = dict(self.body.spec)
+            if live.get("abort"):
+                self.controls.request_abort()
+            for name in tuned:
+                value = (live.get("params") or {}).get(name)
+                if isinstance(value, int) and value != tuned[name]:
+                    tuned[name] = value
+                    self.controls.tune(name, value)
+            if self.reporter.refuse_changes(refused_changes(self.accepted, live)) and self.reporter.last is not None:
+                await self.reporter.patch(self.reporter.last)
+            await asyncio.sleep(0.5)

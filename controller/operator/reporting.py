@@ -1,0 +1,107 @@
+"""Engine progress -> status patches (throttled), Kubernetes Events and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from controller.api.enums import Phase
+from controller.api.status import Condition, DomainMigrationStatus, timestamp
+from controller.engine.run import Transition
+from controller.operator import metrics
+from controller.operator.kube import Kube
+
+STATUS_FIELDS = tuple(
+    DomainMigrationStatus.model_fields[name].alias or name for name in DomainMigrationStatus.model_fields
+)
+WARNING_PHASES = (Phase.Failed, Phase.Aborted)
+
+
+def known_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Our part of .status (kopf keeps its own bookkeeping there too)."""
+    return {k: v for k, v in (status or {}).items() if k in STATUS_FIELDS}
+
+
+def status_patch(status: DomainMigrationStatus) -> dict[str, Any]:
+    """A merge patch that sets every field: absent ones as null, so stale values go away."""
+    return {**dict.fromkeys(STATUS_FIELDS), **status.dump()}
+
+
+class Reporter:
+    """The engine's sink for one DomainMigration."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        body: kopf.Body,
+        interval: float,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.kube = kube
+        self.body = body
+        self.interval = interval
+        self.logger = logger
+        self.last_patch = float("-inf")
+        self.extra_conditions: list[Condition] = []
+        self.last: DomainMigrationStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.body.metadata.name)
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body.metadata.namespace)
+
+    async def __call__(self, status: DomainMigrationStatus, transition: Transition | None) -> None:
+        self.last = status
+        metrics.observe(self.namespace, self.name, status)
+        now = asyncio.get_running_loop().time()
+        if transition is None and now - self.last_patch < self.interval:
+            return
+        await self.patch(status)
+        if transition is not None:
+            self.event(transition)
+            if transition.after.terminal:
+                metrics.finished.labels(transition.after.value, (status.reason or transition.after).value).inc()
+
+    async def patch(self, status: DomainMigrationStatus) -> None:
+        generation = self.body.metadata.get("generation")
+        kinds = {c.type for c in self.extra_conditions}
+        status.conditions = [c for c in status.conditions if c.type not in kinds] + self.extra_conditions
+        status.observed_generation = generation
+        for condition in status.conditions:
+            condition.observed_generation = generation
+        await self.kube.patch_status("domainmigrations", self.name, self.namespace, status_patch(status))
+        self.last_patch = asyncio.get_running_loop().time()
+
+    def event(self, transition: Transition) -> None:
+        kind = "Warning" if transition.after in WARNING_PHASES else "Normal"
+        message = transition.message or transition.after.value
+        kopf.event(self.body, type=kind, reason=transition.after.value, message=message)
+        self.logger.info(f"{transition.before.value} -> {transition.after.value}: {message}")
+
+    def refuse_changes(self, fields: list[str]) -> bool:
+        """Mark (or clear) refused spec changes; True when that changed what status says."""
+        before = [(c.status, c.message) for c in self.extra_conditions]
+        self.extra_conditions = [refusal_condition(fields)]
+        return before != [(c.status, c.message) for c in self.extra_conditions]
+
+
+def refusal_condition(fields: list[str]) -> Condition:
+    if not fields:
+        return Condition(type="SpecChangeRefused", status="False", reason="NoChange", last_transition_time=timestamp())
+    return Condition(
+        type="SpecChangeRefused",
+        status="True",
+        reason="Immutable",
+        message=(
+            f"spec is immutable once a migration has started (changed: {', '.join(fields)}); "
+            "only abort, params.bandwidth and params.downtime may change: create a new DomainMigration instead"
+        ),
+        last_transition_time=timestamp(),
+    )

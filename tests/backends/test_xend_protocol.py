@@ -1,0 +1,253 @@
+"""The xend driver on its own: URIs, SXP, xend's error conventions, lookups and jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from controller.api.enums import MigrationFlag, Reason
+from controller.api.status import DomainState
+from controller.backends.base import BackendError, Credentials, HostConfig, JobPhase, MigrationRequest
+from controller.backends.xend import XendDriver
+from controller.backends.xend import sxp as xsxp
+from controller.backends.xend.driver import XendConnection, state_of
+from controller.backends.xend.transport import XendSaidNo, check, parse_uri
+from controller.xendsim import Power
+from controller.xendsim.server import xend_app
+from tests.backends.xendlab import SLOW, posts, until, xend_lab
+
+UUID = "4f77abd2-3019-58e8-3bab-6fbf2118f880"
+
+
+@pytest.fixture
+async def driver() -> AsyncIterator[XendDriver]:
+    d = XendDriver()
+    yield d
+    await d.close()
+
+
+async def connect(driver: XendDriver, name: str, uri: str) -> XendConnection:
+    conn = await driver.connect(HostConfig(name, "xend", uri))
+    assert isinstance(conn, XendConnection)
+    return conn
+
+
+# ---- URIs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "base", "socket"),
+    [
+        ("xend+http://10.0.0.2:8000", "http://10.0.0.2:8000", None),
+        ("http://xen-b.example:9000/", "http://xen-b.example:9000", None),
+        ("xend+http://xen-b", "http://xen-b:8000", None),
+        ("xend+http://[fd00::2]:8000", "http://[fd00::2]:8000", None),
+        ("xend+unix:///var/lib/xend/xend-socket", "http://localhost", "/var/lib/xend/xend-socket"),
+    ],
+)
+def test_uri_forms(uri: str, base: str, socket: str | None) -> None:
+    endpoint = parse_uri(uri)
+    assert (endpoint.base_url, endpoint.socket, endpoint.auth) == (base, socket, None)
+
+
+def test_credentials_become_basic_auth_and_are_never_shown() -> None:
+    endpoint = parse_uri("xend+http://root:s3cret@xen-b:8000")
+    assert endpoint.shown == "http://xen-b:8000" and endpoint.auth is not None
+    assert "s3cret" not in repr(endpoint)
+    from_secret = parse_uri("xend+http://xen-b", Credentials({"username": "u", "password": "p"}))
+    assert from_secret.auth == "Basic dTpw"
+    with pytest.raises(BackendError) as bad:
+        parse_uri("qemu+ssh://root:s3cret@xen-b/system")
+    assert bad.value.reason is Reason.InvalidSpec and "s3cret" not in bad.value.message
+
+
+# ---- SXP and xend's ways of saying no ----------------------------------------------
+
+
+def test_sxp_reads_xend_records_and_errors() -> None:
+    (record,) = xsxp.parse(
+        "(domain (domid 5) (uuid 4f77abd2-3019-58e8-3bab-6fbf2118f880) (memory 175) (name rhel5) (state -b----))"
+    )
+    assert xsxp.head(record) == "domain"
+    assert xsxp.fields(record)["name"] == "rhel5" and xsxp.fields(record)["state"] == "-b----"
+    assert xsxp.error_text("(xend.err 'Missing parameter: node')") == "Missing parameter: node"
+    assert xsxp.error_text("(xend.err \"invalid literal for int() with base 10: 'x'\")") == (
+        "invalid literal for int() with base 10: 'x'"
+    )
+    assert xsxp.error_text("(xend.err 'it\\'s (not) fine')") == "it's (not) fine"
+    assert xsxp.parse("") == []
+    with pytest.raises(xsxp.SxpError):
+        xsxp.parse("(domain (name 'open")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (500, "(xend.err 'Domain is not running')", "Domain is not running"),
+        (200, "(xend.err 'Cannot pause privileged domain 0')", "Cannot pause privileged domain 0"),
+        (202, "migration failed", "migration failed"),
+        (406, "Invalid request", "Invalid request"),
+        (501, "", "HTTP 501"),
+    ],
+)
+def test_xend_errors_as_libvirt_read_them(status: int, body: str, said: str) -> None:
+    with pytest.raises(XendSaidNo) as error:
+        check(status, body, "xend on a")
+    assert error.value.xend_message == said and error.value.message == f"xend on a: {said}"
+
+
+def test_xend_successes_and_not_found() -> None:
+    check(200, "", "x")
+    check(202, "", "x")
+    check(200, "(domain (name web))", "x")
+    with pytest.raises(BackendError) as missing:
+        check(404, "<html>Not found</html>", "x", missing="no domain web on a")
+    assert missing.value.reason is Reason.DomainNotFound
+
+
+@pytest.mark.parametrize(
+    ("flags", "state"),
+    [
+        ("r-----", DomainState.running),
+        ("-b----", DomainState.running),
+        ("--p---", DomainState.paused),
+        ("-bp---", DomainState.paused),
+        ("---s--", DomainState.shutoff),
+        ("----c-", DomainState.crashed),
+        ("-----d", DomainState.shutoff),
+        ("------", DomainState.shutoff),
+    ],
+)
+def test_state_flags(flags: str, state: DomainState) -> None:
+    assert state_of(flags) is state
+
+
+async def test_a_200_carrying_xend_err_is_an_error(driver: XendDriver) -> None:
+    async def node(request: web.Request) -> web.Response:
+        return web.Response(text="(node (host 127.0.0.1) (xen_major 3) (xen_minor 1) (xen_extra .0))")
+
+    async def unpause(request: web.Request) -> web.Response:
+        return web.Response(text="(xend.err 'Domain is not paused')")
+
+    app = web.Application()
+    app.router.add_get("/xend/node", node)
+    app.router.add_post("/xend/domain/{name}", unpause)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        conn = await connect(driver, "a", f"http://{host}:{port}")
+        assert await conn.version() == "xen 3.1.0"
+        with pytest.raises(BackendError) as error:
+            await conn.resume("web")
+        assert "Domain is not paused" in error.value.message
+    finally:
+        await runner.cleanup()
+
+
+# ---- against the test xend -----------------------------------------------------------
+
+
+async def test_node_domains_and_lookup(driver: XendDriver) -> None:
+    async with xend_lab(domains=[f"name=web,memory=256,uuid={UUID}", "name=old,memory=64,state=halted"]) as lab:
+        a = await connect(driver, "a", lab.a.url)
+        assert await a.hostname() == "127.0.0.1" and await a.version() == "xen 3.1.0"
+        names = {d.name: d for d in await a.list_domains()}
+        assert set(names) == {"Domain-0", "web", "old"}
+        assert names["old"].state is DomainState.shutoff and names["old"].persistent
+        web = await a.lookup("web")
+        assert web is not None and web == await a.lookup(UUID)
+        assert (web.uuid, web.state, web.memory_bytes) == (UUID, DomainState.running, 256 * 1024 * 1024)
+        assert await a.lookup("nope") is None
+        assert await a.lookup("1") is None  # xend matches domids too; a name was asked for
+
+
+async def test_in_flight_domain_is_not_found_as_itself_and_a_fresh_driver_sees_the_job(driver: XendDriver) -> None:
+    async with xend_lab(memory_scale=SLOW) as lab:
+        a, b = await connect(driver, "a", lab.a.url), await connect(driver, "b", lab.b.url)
+        request = MigrationRequest("web", "127.0.0.2", flags=frozenset({MigrationFlag.live}))
+        await a.migrate(b, request)
+        # migrate() returned while xend still streams: the source shows migrating-web.
+        assert lab.a.domain("migrating-web") is not None
+        job = await a.job("web")
+        assert job.phase is JobPhase.active and job.elapsed_ms is not None and job.data_total is None
+        assert await a.lookup("web") is None and await a.lookup(UUID) is None
+        incoming = await b.lookup("web")
+        assert incoming is not None and incoming.state is DomainState.paused
+        other = XendDriver()  # another process: no task, only xend's view
+        try:
+            fresh = await connect(other, "a", lab.a.url)
+            assert (await fresh.job("web")).phase is JobPhase.active
+            with pytest.raises(BackendError) as busy:
+                await a.migrate(b, request)
+            assert busy.value.reason is Reason.Busy
+            await until(lambda: lab.a.domain("migrating-web") is None)
+            assert (await fresh.job("web")).phase is JobPhase.none
+        finally:
+            await other.close()
+        await until(lambda: lab.b.domain("web") is not None and lab.b.domain("web").state is Power.RUNNING)  # type: ignore[union-attr]
+        done = await a.job("web")
+        assert done.phase is JobPhase.completed and done.elapsed_ms is not None and done.elapsed_ms >= 500
+        assert len(posts(lab.a, "migrate")) == 1
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (MigrationRequest("web", "h", dname="web2"), "Xen does not support renaming domains during migration"),
+        (MigrationRequest("web", "h", flags=frozenset({MigrationFlag.paused})), "xend: unsupported flag paused"),
+        (MigrationRequest("web", "h", params={"bandwidth": 1}), "xend: unsupported parameter bandwidth"),
+    ],
+)
+async def test_the_driver_itself_refuses_what_xend_cannot_do(
+    driver: XendDriver, request_: MigrationRequest, message: str
+) -> None:
+    async with xend_lab() as lab:
+        a, b = await connect(driver, "a", lab.a.url), await connect(driver, "b", lab.b.url)
+        lab.a.requests.clear()
+        with pytest.raises(BackendError) as refused:
+            await a.migrate(b, request_)
+        assert refused.value.reason is Reason.NoSupport and refused.value.message == message
+        assert lab.a.requests == []
+
+
+async def test_a_failed_migration_reports_xends_message(driver: XendDriver) -> None:
+    async with xend_lab(memory_scale=SLOW) as lab:
+        await lab.a.set_faults(drop_at=0.3)
+        a, b = await connect(driver, "a", lab.a.url), await connect(driver, "b", lab.b.url)
+        await a.migrate(b, MigrationRequest("web", "127.0.0.2", flags=frozenset({MigrationFlag.live})))
+        await until(lambda: lab.a.domain("migrating-web") is None)
+        job = await a.job("web")
+        while job.phase is JobPhase.active:
+            job = await a.job("web")
+        assert job.phase is JobPhase.failed and job.failed_side is None
+        assert job.error is not None and job.error.startswith("Migration to 127.0.0.2:")
+        assert "connection dropped after" in job.error
+
+
+async def test_over_the_unix_socket(driver: XendDriver, tmp_path: Path) -> None:
+    async with xend_lab() as lab:
+        runner = web.AppRunner(xend_app(lab.a.node))
+        await runner.setup()
+        path = tmp_path / "xend-socket"
+        await web.UnixSite(runner, str(path)).start()
+        try:
+            a = await connect(driver, "a", f"xend+unix://{path}")
+            web_info = await a.lookup("web")
+            assert web_info is not None and web_info.running
+            assert await a.hostname() == "127.0.0.1"
+        finally:
+            await runner.cleanup()
+
+
+async def test_unreachable_xend(driver: XendDriver) -> None:
+    async with xend_lab() as lab:
+        await lab.b.set_faults(http_down=True)
+        with pytest.raises(BackendError) as down:
+            await driver.connect(HostConfig("b", "xend", lab.b.url))
+        assert down.value.reason is Reason.HostUnreachable
+        assert down.value.message == f"cannot reach xend at {lab.b.url}: Connection refused"

@@ -1,0 +1,46 @@
+"""`domig operator`, the image's entry point, as a process against a kubeconfig."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from tests.kube.emulator import ApiServer
+from tests.operator.conftest import FAST, host, migration, wait_phase, where
+
+
+@pytest.mark.slow
+async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> None:
+    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 1024}]))
+    kube.apply(host("host-b", world))
+    env = {**os.environ, **FAST, "KUBECONFIG": str(kube.kubeconfig)}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controller.cli.main",
+                "operator",
+                "--standalone",
+                "--liveness",
+                "http://127.0.0.1:0/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            kube.apply(migration("m"))
+            done = await wait_phase(kube, "m", {"Succeeded", "Failed", "Aborted"}, within=60)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
+    assert done["status"]["phase"] == "Succeeded", output[-3000:]
+    assert where(world) == {"host-a": "shutoff", "host-b": "running"}
+    assert proc.returncode == 0, output[-3000:]
