@@ -69,7 +69,8 @@ class LiveView:
             percent=f"{percent:.2f}%" if percent is not None else "--",
             **_details(status),
         )
-        if transition is not None and transition.message:
+        # The final word is printed once, by the caller, after the bar.
+        if transition is not None and transition.message and not transition.after.terminal:
             self.progress.console.print(f"[dim]{transition.after.value}:[/] {transition.message}")
 
 

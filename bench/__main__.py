@@ -1,0 +1,93 @@
+"""How fast the pieces the operator leans on are: the test driver's model, its file world, the engine.
+
+Figures are wall time on this machine (2 cores); they are for comparing changes, not promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from controller.api import load_migration
+from controller.backends.base import HostConfig
+from controller.backends.registry import DriverTable
+from controller.backends.test import TestDriver
+from controller.backends.test.model import MiB, Plan, evaluate
+from controller.engine import Engine, Policy, StaticHosts
+
+
+def per_call(fn: Callable[[], object], seconds: float = 0.5) -> tuple[float, int]:
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - start) / calls, calls
+
+
+def model_rows() -> list[tuple[str, str, str]]:
+    rows = []
+    converging = Plan(start=0, memory=16 * 1024 * MiB, dirty_bps=200 * MiB, link_bps=1000 * MiB)
+    spinning = Plan(start=0, memory=1024 * MiB, dirty_bps=1500 * MiB, link_bps=1000 * MiB)
+    for label, plan, at in (
+        ("model: 16 GiB guest that converges, t=60 s", converging, 60.0),
+        ("model: guest that never converges, t=10 min", spinning, 600.0),
+        ("model: guest that never converges, t=1 h", spinning, 3600.0),
+    ):
+        seconds, calls = per_call(lambda p=plan, t=at: evaluate(p, t))  # type: ignore[misc]
+        rows.append((label, f"{seconds * 1e6:,.0f} µs", f"{calls:,} calls"))
+    return rows
+
+
+async def world_rows() -> list[tuple[str, str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"test://{Path(tmp) / 'state.json'}"
+        driver = TestDriver()
+        domains = [{"name": f"vm{i}", "memoryMiB": 1024} for i in range(100)]
+        conn = await driver.connect(HostConfig("a", "test", uri, options={"domains": domains}))
+        start, n = time.perf_counter(), 200
+        for i in range(n):
+            await conn.lookup(f"vm{i % 100}")
+        lookup = (time.perf_counter() - start) / n
+    return [("file world: lookup among 100 domains (lock, read, write)", f"{lookup * 1e3:,.2f} ms", f"{n} calls")]
+
+
+async def engine_rows() -> list[tuple[str, str, str]]:
+    driver = TestDriver()
+    hosts = StaticHosts([
+        HostConfig("a", "test", "test:///default", options={"domains": [{"name": "web", "memoryMiB": 64}], "linkMiBps": 64000}),
+        HostConfig("b", "test", "test:///default", options={"linkMiBps": 64000}),
+    ])
+    engine = Engine(DriverTable({"test": driver}), hosts, Policy(poll_interval=0.001))
+    doc = {"metadata": {"name": "m"}, "spec": {"domain": "web", "source": "a", "destination": "b", "flags": ["live"]}}
+    tracemalloc.start()
+    start = time.perf_counter()
+    status = await engine.run(load_migration(doc))
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert status.phase.value == "Succeeded"
+    return [
+        ("engine: one whole migration, test driver, 1 ms polls", f"{elapsed * 1e3:,.1f} ms", status.phase.value),
+        ("engine: peak Python memory during it", f"{peak / 1024:,.0f} KiB", "tracemalloc"),
+    ]
+
+
+def main() -> None:
+    table = Table(title="domig benchmarks")
+    table.add_column("what")
+    table.add_column("time / size", justify="right")
+    table.add_column("sample", justify="right")
+    for row in [*model_rows(), *asyncio.run(world_rows()), *asyncio.run(engine_rows())]:
+        table.add_row(*row)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
