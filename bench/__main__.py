@@ -60,10 +60,13 @@ async def world_rows() -> list[tuple[str, str, str]]:
 
 async def engine_rows() -> list[tuple[str, str, str]]:
     driver = TestDriver()
-    hosts = StaticHosts([
-        HostConfig("a", "test", "test:///default", options={"domains": [{"name": "web", "memoryMiB": 64}], "linkMiBps": 64000}),
-        HostConfig("b", "test", "test:///default", options={"linkMiBps": 64000}),
-    ])
+    web = {"domains": [{"name": "web", "memoryMiB": 64}], "linkMiBps": 64000}
+    hosts = StaticHosts(
+        [
+            HostConfig("a", "test", "test:///default", options=web),
+            HostConfig("b", "test", "test:///default", options={"linkMiBps": 64000}),
+        ]
+    )
     engine = Engine(DriverTable({"test": driver}), hosts, Policy(poll_interval=0.001))
     doc = {"metadata": {"name": "m"}, "spec": {"domain": "web", "source": "a", "destination": "b", "flags": ["live"]}}
     tracemalloc.start()

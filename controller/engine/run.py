@@ -25,6 +25,13 @@ class Transition:
 
 
 Sink = Callable[[DomainMigrationStatus, Transition | None], Awaitable[None]]
+"""Told every change. A sink that saves status may skip progress-only reports, but must save at
+once every transition and every report for which `must_save` is true, before it returns."""
+
+
+def must_save(saved_marker: str | None, status: DomainMigrationStatus) -> bool:
+    """The migrate-call marker changed: it must be durable before the call is made."""
+    return status.migration_start_time != saved_marker
 
 
 class Outcome(Exception):

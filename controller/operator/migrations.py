@@ -55,7 +55,8 @@ class MigrationDaemon:
         self.hosts = hosts
         self.logger = logger
         self.controls = Controls()
-        self.reporter = Reporter(ctx.kube, body, ctx.config.progress_interval, logger)
+        marker = (body.get("status") or {}).get("migrationStartTime")
+        self.reporter = Reporter(ctx.kube, body, ctx.config.progress_interval, logger, marker)
         self.name = str(body.metadata.name)
         self.namespace = str(body.metadata.namespace)
         self.status = DomainMigrationStatus()

@@ -11,7 +11,7 @@ import kopf
 
 from controller.api.enums import Phase
 from controller.api.status import Condition, DomainMigrationStatus, timestamp
-from controller.engine.run import Transition
+from controller.engine.run import Transition, must_save
 from controller.operator import metrics
 from controller.operator.kube import Kube
 
@@ -40,6 +40,7 @@ class Reporter:
         body: kopf.Body,
         interval: float,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        initial_marker: str | None = None,
     ) -> None:
         self.kube = kube
         self.body = body
@@ -48,6 +49,7 @@ class Reporter:
         self.last_patch = float("-inf")
         self.extra_conditions: list[Condition] = []
         self.last: DomainMigrationStatus | None = None
+        self.saved_marker = initial_marker
 
     @property
     def name(self) -> str:
@@ -61,7 +63,8 @@ class Reporter:
         self.last = status
         metrics.observe(self.namespace, self.name, status)
         now = asyncio.get_running_loop().time()
-        if transition is None and now - self.last_patch < self.interval:
+        urgent = transition is not None or must_save(self.saved_marker, status)
+        if not urgent and now - self.last_patch < self.interval:
             return
         await self.patch(status)
         if transition is not None:
@@ -78,6 +81,7 @@ class Reporter:
             condition.observed_generation = generation
         await self.kube.patch_status("domainmigrations", self.name, self.namespace, status_patch(status))
         self.last_patch = asyncio.get_running_loop().time()
+        self.saved_marker = status.migration_start_time
 
     def event(self, transition: Transition) -> None:
         kind = "Warning" if transition.after in WARNING_PHASES else "Normal"

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from controller.api import DomainMigration, Phase, Reason
+from controller.api import DomainMigration, DomainMigrationStatus, Phase, Reason
+from controller.engine import Transition
 from tests.engine.conftest import Crash, Lab, Recorder, make_lab, migration
 
 pytestmark = pytest.mark.looptime
@@ -78,3 +79,35 @@ async def test_a_crash_between_the_saved_marker_and_the_call_starts_it_once() ->
     saved.status = rec.statuses[-1]
     status = await lab.run(saved)
     assert status.phase is Phase.Succeeded and lab.migrate_calls == 1
+
+
+async def test_resume_from_what_a_throttled_sink_saved() -> None:
+    """Like the operator: progress-only reports are not saved; transitions and the marker are."""
+    from controller.engine.run import must_save
+
+    flags = ["live", "undefineSource"]
+    total = await count_reports(flags)
+    for crash_at in range(1, total):
+        lab = make_lab()
+        rec = Recorder(crash_at=crash_at)
+        saved = migration(flags=flags)
+        marker: str | None = None
+
+        async def durable(
+            status: DomainMigrationStatus,
+            transition: Transition | None,
+            saved: DomainMigration = saved,
+            rec: Recorder = rec,
+        ) -> None:
+            nonlocal marker
+            if transition is not None or must_save(marker, status):
+                saved.status = status.model_copy(deep=True)
+                marker = status.migration_start_time
+            await rec(status, transition)
+
+        with pytest.raises(Crash):
+            await lab.engine().run(migration(flags=flags), durable)
+        await asyncio.sleep(1.0)
+        status = await lab.run(saved)
+        assert status.phase is Phase.Succeeded, (crash_at, status.message)
+        assert lab.migrate_calls == 1, crash_at

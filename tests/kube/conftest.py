@@ -15,6 +15,7 @@ Fixtures for tests against the emulated Kubernetes API (see ``emulator.py``).
           proc = kopf_subprocess(FIXTURES / 'toy_operator.py', peering='x', priority=100)
           proc.kill()  # SIGKILL by default
 """
+
 import pathlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -23,17 +24,17 @@ import pytest
 
 from .emulator import FIXTURES, ApiServer, HandlersSource, KopfOperator, KopfSubprocess
 
-TOY_CRD = FIXTURES / 'toy-crd.yaml'
-TOY_OPERATOR = FIXTURES / 'toy_operator.py'
+TOY_CRD = FIXTURES / "toy-crd.yaml"
+TOY_OPERATOR = FIXTURES / "toy_operator.py"
 
 
 def _check_health(api: ApiServer) -> None:
     errors = api.server_errors
     if errors:
-        pytest.fail(f'The emulated API server had internal errors: {errors!r}')
+        pytest.fail(f"The emulated API server had internal errors: {errors!r}")
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def kube_crds() -> list[pathlib.Path]:
     """CRD files for the ``kube``/``kube_module`` fixtures (kopf's peering CRDs are always added)."""
     return [TOY_CRD]
@@ -46,7 +47,7 @@ def kube(kube_crds: list[pathlib.Path]) -> Iterator[ApiServer]:
         _check_health(api)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def kube_module(kube_crds: list[pathlib.Path]) -> Iterator[ApiServer]:
     with ApiServer(crds=kube_crds) as api:
         yield api
