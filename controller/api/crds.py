@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from controller.api.hosts import HypervisorHostSpec, HypervisorHostStatus
+from controller.api.policy import MigrationPolicySpec
 from controller.api.resource import GROUP, VERSION
 from controller.api.spec import DomainMigrationSpec
 from controller.api.status import DomainMigrationStatus
@@ -196,8 +197,23 @@ def hypervisor_host_crd() -> Schema:
     )
 
 
+def migration_policy_crd() -> Schema:
+    columns: list[Schema] = [
+        {"name": "Bandwidth", "type": "integer", "jsonPath": ".spec.bandwidthPerMigration"},
+        {"name": "PostCopy", "type": "boolean", "jsonPath": ".spec.allowPostCopy"},
+        {"name": "OnTimeout", "type": "string", "jsonPath": ".spec.onTimeout"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    status: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return crd("migrationpolicies", "MigrationPolicy", "Cluster", ["mpol"], model_schema(MigrationPolicySpec), status, columns)
+
+
 def all_crds() -> dict[str, Schema]:
-    return {"domainmigration.yaml": domain_migration_crd(), "hypervisorhost.yaml": hypervisor_host_crd()}
+    return {
+        "domainmigration.yaml": domain_migration_crd(),
+        "hypervisorhost.yaml": hypervisor_host_crd(),
+        "migrationpolicy.yaml": migration_policy_crd(),
+    }
 
 
 class _NoAliases(yaml.SafeDumper):

@@ -76,6 +76,9 @@ class DomainMigrationStatus(Model):
     message: str | None = None
     # The spec the operator started with: what it resumes from, whatever the spec says later.
     accepted_spec: dict[str, Any] | None = None
+    # The MigrationPolicy that applied, by name, and what it said when the migration was admitted.
+    policy: str | None = None
+    applied_policy: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:

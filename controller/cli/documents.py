@@ -9,6 +9,7 @@ import yaml
 
 from controller.api.errors import SpecError
 from controller.api.hosts import HypervisorHost
+from controller.api.policy import MigrationPolicy
 from controller.api.resource import DomainMigration
 from controller.engine.hosts import StaticHosts, host_config
 
@@ -58,3 +59,16 @@ def load_hosts(data: list[Any], source: Path) -> StaticHosts:
 
 def load_hosts_file(path: Path) -> StaticHosts:
     return load_hosts(_documents(path), path)
+
+
+def load_policies_file(path: Path) -> list[MigrationPolicy]:
+    policies = []
+    problems: list[str] = []
+    for index, doc in enumerate(_documents(path)):
+        try:
+            policies.append(MigrationPolicy.parse(doc))
+        except SpecError as exc:
+            problems.extend(_prefixed(path, exc, index).problems)
+    if problems:
+        raise SpecError(problems)
+    return policies

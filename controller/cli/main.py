@@ -14,11 +14,12 @@ from rich.console import Console
 
 from controller.api.enums import Phase
 from controller.api.errors import SpecError
+from controller.api.policy import select_policy
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
 from controller.cli.defaults import DEMO_HOSTS, DEMO_MIGRATION
-from controller.cli.documents import load_hosts, load_hosts_file, load_migration_file
+from controller.cli.documents import load_hosts, load_hosts_file, load_migration_file, load_policies_file
 from controller.cli.render import LiveView, quiet
 from controller.engine import Controls, Engine, Policy, StaticHosts
 
@@ -81,6 +82,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if args.hosts is None:
             raise SpecError(["--hosts: required with -f (a YAML file of HypervisorHost documents)"])
         hosts = load_hosts_file(Path(args.hosts))
+    if getattr(args, "policies", None):
+        # Standalone there is no namespace to label: policies select by the migration's own labels.
+        chosen = select_policy(load_policies_file(Path(args.policies)), {}, migration.metadata.labels)
+        if chosen is not None:
+            migration.status.policy, migration.status.applied_policy = chosen.metadata.name, chosen.spec.dump()
+            err.print(f"[dim]MigrationPolicy {chosen.metadata.name} applies[/]")
     status = asyncio.run(run_migration(migration, hosts, args.output, err))
     return _report(status, args.output, Console(), err)
 
@@ -102,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="run a DomainMigration document standalone")
     m.add_argument("-f", "--file", help="the DomainMigration YAML (default: the embedded demo)")
     m.add_argument("--hosts", help="YAML of HypervisorHost documents")
+    m.add_argument("--policies", help="YAML of MigrationPolicy documents (selected by the migration's labels)")
     m.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     m.set_defaults(func=cmd_migrate)
     d = sub.add_parser("demo", help="migrate the embedded default on the test driver")

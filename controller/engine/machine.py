@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from controller.api.enums import Phase, Reason
+from controller.api.policy import MigrationPolicySpec
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
@@ -62,7 +63,7 @@ class Engine:
         controls = controls or Controls()
         if migration.spec.abort:
             controls.request_abort()
-        run = Run(migration, sink or _no_sink, controls, self.policy.with_timeouts(migration.spec.timeouts))
+        run = Run(migration, sink or _no_sink, controls, self._policy_for(migration))
         try:
             await self._drive(run)
         except Outcome as outcome:
@@ -72,6 +73,12 @@ class Engine:
                 if conn is not None:
                     await conn.close()
         return run.status
+
+    def _policy_for(self, migration: DomainMigration) -> Policy:
+        """Engine defaults, then the MigrationPolicy saved in status, then the spec's own timeouts."""
+        applied = migration.status.applied_policy
+        policy = MigrationPolicySpec.parse(applied) if applied else None
+        return self.policy.with_migration_policy(policy).with_timeouts(migration.spec.timeouts)
 
     async def _drive(self, run: Run) -> None:
         steps: dict[Phase, Callable[[Run], Awaitable[Phase]]] = {

@@ -35,7 +35,18 @@ async def validate(run: Run, hosts: HostDirectory, drivers: DriverTable) -> Phas
     problem = problem or unsupported(spec, driver.name, driver.capabilities)
     if problem:
         raise problem
+    adopt_policy(run)
     return Phase.Preparing
+
+
+def adopt_policy(run: Run) -> None:
+    """Take what the MigrationPolicy offers that this driver can do and the spec left open."""
+    caps, policy = run.caps, run.policy
+    offline = MigrationFlag.offline in run.spec.flags
+    run.extra_flags = {f for f in policy.soft_flags if f in caps.flags and not offline and f not in run.spec.flags}
+    if MigrationFlag.postCopy in run.extra_flags and not caps.postcopy:
+        run.extra_flags.discard(MigrationFlag.postCopy)
+    run.extra_params = {k: v for k, v in policy.default_params.items() if k in caps.params and k not in run.spec.params}
 
 
 async def connect(run: Run, drivers: DriverTable) -> None:
@@ -169,8 +180,8 @@ def request_of(run: Run) -> MigrationRequest:
         domain=run.source_name,
         hostname=run.status.target.hostname,
         dname=run.spec.dname,
-        flags=frozenset(run.spec.flags),
-        params=dict(run.spec.params),
+        flags=run.flags,
+        params=run.params,
     )
 
 

@@ -1,8 +1,11 @@
 """Engine policy: how often to look, how long to wait, what to do when time runs out."""
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from controller.api.enums import MigrationFlag
+from controller.api.policy import MigrationPolicySpec
 from controller.api.spec import Timeouts
 
 
@@ -22,6 +25,31 @@ class Policy:
     verify_timeout: float = 60.0
     abort_timeout: float = 60.0
     minimum_completion: float = 30.0  # small guests still get time to set up
+    # From a MigrationPolicy: used only where the driver supports them and the spec is silent.
+    soft_flags: frozenset[MigrationFlag] = frozenset()
+    default_params: Mapping[str, int] = field(default_factory=dict)
+
+    def with_migration_policy(self, policy: MigrationPolicySpec | None) -> "Policy":
+        if policy is None:
+            return self
+        flags = set()
+        if policy.allow_auto_converge:
+            flags.add(MigrationFlag.autoConverge)
+        if policy.allow_post_copy:
+            flags.add(MigrationFlag.postCopy)
+        params = {}
+        if policy.bandwidth_per_migration is not None:
+            params["bandwidth"] = policy.bandwidth_per_migration
+        if policy.max_downtime_ms is not None:
+            params["downtime"] = policy.max_downtime_ms
+        return replace(
+            self,
+            completion_per_gib=float(policy.completion_timeout_per_gi_b or self.completion_per_gib),
+            progress_timeout=float(policy.progress_timeout or self.progress_timeout),
+            on_timeout=OnTimeout(policy.on_timeout) if policy.on_timeout else self.on_timeout,
+            soft_flags=frozenset(flags),
+            default_params=params,
+        )
 
     def with_timeouts(self, timeouts: Timeouts) -> "Policy":
         return replace(

@@ -60,6 +60,9 @@ class Run:
     source: Connection | None = None
     dest: Connection | None = None
     memory_bytes: int = 0
+    # What a MigrationPolicy adds where the driver supports it and the spec says nothing.
+    extra_flags: set[MigrationFlag] = field(default_factory=set)
+    extra_params: dict[str, int] = field(default_factory=dict)
     attached_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     @property
@@ -71,7 +74,15 @@ class Run:
         return self.migration.status
 
     def has(self, flag: MigrationFlag) -> bool:
-        return flag in self.spec.flags
+        return flag in self.spec.flags or flag in self.extra_flags
+
+    @property
+    def flags(self) -> frozenset[MigrationFlag]:
+        return frozenset(self.spec.flags) | self.extra_flags
+
+    @property
+    def params(self) -> dict[str, int | str]:
+        return {**self.extra_params, **self.spec.params}
 
     @property
     def src(self) -> Connection:

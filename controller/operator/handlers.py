@@ -61,6 +61,16 @@ def active_migrations(
     return {}  # not None: kopf keeps an object's old entries when its indexer returns None
 
 
+@kopf.index(GROUP, VERSION, "migrationpolicies")
+def migration_policies(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {name: {"metadata": dict(body.metadata), "spec": dict(body.spec)}}
+
+
+@kopf.index("v1", "namespaces")
+def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+    return {name: dict(labels)}
+
+
 @kopf.daemon(GROUP, VERSION, "domainmigrations", cancellation_backoff=None, cancellation_timeout=None, backoff=5)
 async def migrate(
     body: kopf.Body,
@@ -72,7 +82,9 @@ async def migrate(
     hosts, active = indexes["hypervisor_hosts"], indexes["active_migrations"]
     memo.ctx.hosts_index = hosts
     memo.ctx.admission.running = lambda: running_tickets(active)
-    await MigrationDaemon(memo.ctx, body, stopped, hosts, logger).run()
+    daemon = MigrationDaemon(memo.ctx, body, stopped, hosts, logger)
+    daemon.policies, daemon.namespaces = indexes["migration_policies"], indexes["namespace_labels"]
+    await daemon.run()
 
 
 @kopf.on.update(GROUP, VERSION, "domainmigrations", field="spec")

@@ -14,6 +14,7 @@ from controller.api.conditions import refresh_conditions
 from controller.api.enums import Phase, Reason
 from controller.api.errors import SpecError
 from controller.api.immutability import refused_changes
+from controller.api.policy import MigrationPolicy, select_policy
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
 from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
@@ -61,6 +62,8 @@ class MigrationDaemon:
         self.namespace = str(body.metadata.namespace)
         self.status = DomainMigrationStatus()
         self.accepted: dict[str, Any] = {}
+        self.policies: Mapping[str, Iterable[Mapping[str, Any]]] = {}
+        self.namespaces: Mapping[str, Iterable[Mapping[str, str]]] = {}
 
     @property
     def key(self) -> str:
@@ -86,6 +89,7 @@ class MigrationDaemon:
             )
             if self.status.phase is Phase.Pending:
                 await self.admit(ticket)
+                self.adopt_policy(migration)
             else:
                 self.ctx.admission.hold(ticket)
             await self.migrate(migration)
@@ -102,6 +106,19 @@ class MigrationDaemon:
         return migration
 
     # -- before the engine: admission ------------------------------------------------------------
+
+    def adopt_policy(self, migration: DomainMigration) -> None:
+        """Choose the MigrationPolicy once, at admission; the status keeps what it said."""
+        policies = []
+        for store in self.policies.values():
+            for body in store:
+                with contextlib.suppress(SpecError):
+                    policies.append(MigrationPolicy.parse(body))
+        ns_labels = next(iter(self.namespaces.get(self.namespace, [])), {})
+        chosen = select_policy(policies, ns_labels, dict(self.body.metadata.get("labels") or {}))
+        if chosen is not None:
+            migration.status.policy = chosen.metadata.name
+            migration.status.applied_policy = chosen.spec.dump()
 
     async def admit(self, ticket: Ticket) -> None:
         other = self.ctx.admission.busy(ticket)

@@ -126,3 +126,13 @@ def test_ctrl_c_aborts_and_leaves_the_source_running(tmp_path: Path) -> None:
     assert proc.returncode == 3, err
     assert status["phase"] == "Aborted" and status["source"]["state"] == "running"
     assert status["target"]["state"] == "absent"
+
+
+def test_a_policy_file_applies_by_labels() -> None:
+    done = domig(
+        "migrate", "-f", str(EXAMPLES / "migration-policy.yaml"), "--hosts", str(EXAMPLES / "hosts.yaml"),
+        "--policies", str(EXAMPLES / "policies.yaml"), "-o", "json",
+    )  # fmt: skip
+    status = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert status["policy"] == "stubborn-guests" and status["progress"]["mode"] == "PostCopy"

@@ -12,6 +12,7 @@ from lupa import LuaRuntime
 
 from controller.api.crds import all_crds, render
 from controller.api.hosts import HypervisorHost
+from controller.api.policy import MigrationPolicy
 from controller.api.resource import DomainMigration
 from tests.kube.emulator import ApiServer, validate
 
@@ -105,7 +106,11 @@ def test_examples_pass_the_crd_schema_and_the_model(path: Path) -> None:
     for document in docs(path):
         causes = validate(document, schema_of(document["kind"]))
         assert not causes, [str(c) for c in causes]
-        model = {"DomainMigration": DomainMigration, "HypervisorHost": HypervisorHost}[document["kind"]]
+        model = {
+            "DomainMigration": DomainMigration,
+            "HypervisorHost": HypervisorHost,
+            "MigrationPolicy": MigrationPolicy,
+        }[document["kind"]]
         model.parse(document)
 
 

@@ -13,6 +13,7 @@ from controller.api import DomainMigration, DomainMigrationStatus, Phase, load_m
 from controller.backends.base import BackendError, HostConfig
 from controller.backends.registry import DriverTable
 from controller.backends.test import TestDriver
+from controller.backends.test.driver import CAPABILITIES
 from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
 
 URI = "test:///default"
@@ -107,6 +108,16 @@ def make_lab(
             HostConfig("b", "test", URI, options={"linkMiBps": 1000, **(b or {})}),
         ],
         Policy(**policy),
+    )
+
+
+class NarrowDriver(TestDriver):
+    """A driver that, like the 2007 Xen driver, knows only `live` and two parameters."""
+
+    capabilities = CAPABILITIES.__class__(
+        flags=frozenset({"live"}),
+        params=frozenset({"xen.port", "xen.resource"}),
+        job_history=True,  # type: ignore[arg-type]
     )
 
 

@@ -6,9 +6,7 @@ import pytest
 
 from controller.api import Phase, Reason
 from controller.api.status import DomainState
-from controller.backends.test import TestDriver
-from controller.backends.test.driver import CAPABILITIES
-from tests.engine.conftest import Lab, Recorder, make_lab, migration
+from tests.engine.conftest import Lab, NarrowDriver, Recorder, make_lab, migration
 
 pytestmark = pytest.mark.looptime
 
@@ -77,16 +75,6 @@ async def test_a_non_live_migration_pauses_the_guest_while_it_moves(lab: Lab) ->
     states.append(lab.domains("a")["web"])
     status = await task
     assert states == ["paused"] and status.phase is Phase.Succeeded
-
-
-class NarrowDriver(TestDriver):
-    """A driver that, like the 2007 Xen driver, knows only `live` and two parameters."""
-
-    capabilities = CAPABILITIES.__class__(
-        flags=frozenset({"live"}),
-        params=frozenset({"xen.port", "xen.resource"}),
-        job_history=True,  # type: ignore[arg-type]
-    )
 
 
 @pytest.mark.parametrize(
