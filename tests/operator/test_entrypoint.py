@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import urllib.request
 
 import pytest
 
@@ -18,6 +20,9 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
     kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 1024}]))
     kube.apply(host("host-b", world))
     env = {**os.environ, **FAST, "KUBECONFIG": str(kube.kubeconfig)}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [
@@ -28,6 +33,8 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
                 "--standalone",
                 "--liveness",
                 "http://127.0.0.1:0/healthz",
+                "--metrics-port",
+                str(metrics_port),
             ],
             env=env,
             stdout=log,
@@ -36,6 +43,8 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
         try:
             kube.apply(migration("m"))
             done = await wait_phase(kube, "m", {"Succeeded", "Failed", "Aborted"}, within=60)
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+                metrics = reply.read().decode()
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -44,3 +53,4 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
     assert done["status"]["phase"] == "Succeeded", output[-3000:]
     assert where(world) == {"host-a": "shutoff", "host-b": "running"}
     assert proc.returncode == 0, output[-3000:]
+    assert 'domig_migrations_finished_total{phase="Succeeded",reason="Completed"} 1.0' in metrics
