@@ -1,5 +1,5 @@
 """
-Fixtures for tests against the emulated Kubernetes API (see ``emulator.py``).
+Fixtures for tests against the emulated Kubernetes API (see the ``emulator`` package).
 
 * ``kube_crds`` -- the CRD files to register (override it in a module/class to change).
 * ``kube`` -- a fresh :class:`ApiServer` per test; ``kube_module`` -- one per module.
