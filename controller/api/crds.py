@@ -205,7 +205,9 @@ def migration_policy_crd() -> Schema:
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     status: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return crd("migrationpolicies", "MigrationPolicy", "Cluster", ["mpol"], model_schema(MigrationPolicySpec), status, columns)
+    return crd(
+        "migrationpolicies", "MigrationPolicy", "Cluster", ["mpol"], model_schema(MigrationPolicySpec), status, columns
+    )
 
 
 def all_crds() -> dict[str, Schema]:

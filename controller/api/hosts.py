@@ -52,11 +52,16 @@ class HypervisorHostSpec(Model):
     credentials_secret_ref: SecretRef | None = None
     limits: HostLimits = Field(default_factory=HostLimits)
     allowed_namespaces: list[str] | None = None
+    # libvirt: the source daemon drives the migration itself (VIR_MIGRATE_PEER2PEER), so it goes on
+    # if the controller dies; else the controller drives libvirt's protocol between the daemons.
+    peer_to_peer: bool = False
     test: TestHostSpec | None = None
 
     def problems(self) -> list[tuple[str, str]]:
         if self.test is not None and self.driver != "test":
             return [("test", f"is only for the test driver, not {self.driver}")]
+        if self.peer_to_peer and self.driver != "libvirt":
+            return [("peerToPeer", f"is only for the libvirt driver, not {self.driver}")]
         return []
 
 

@@ -1,0 +1,57 @@
+"""libvirtError -> BackendError, with a typed reason where libvirt's error code has one."""
+
+from __future__ import annotations
+
+import libvirt
+
+from controller.api.enums import Reason
+from controller.backends.base import BackendError, Credentials
+
+
+def _codes(*names: str) -> frozenset[int]:
+    # Some codes are newer than the oldest libvirt we may meet; a missing one simply never matches.
+    return frozenset(int(getattr(libvirt, name)) for name in names if hasattr(libvirt, name))
+
+
+UNREACHABLE = _codes(
+    "VIR_ERR_NO_CONNECT",
+    "VIR_ERR_INVALID_CONN",
+    "VIR_ERR_RPC",
+    "VIR_ERR_SYSTEM_ERROR",
+    "VIR_ERR_AUTH_FAILED",
+    "VIR_ERR_AUTH_CANCELLED",
+    "VIR_ERR_AUTH_UNAVAILABLE",
+)
+NO_SUPPORT = _codes(
+    "VIR_ERR_NO_SUPPORT",
+    "VIR_ERR_ARGUMENT_UNSUPPORTED",
+    "VIR_ERR_CONFIG_UNSUPPORTED",
+    "VIR_ERR_OPERATION_UNSUPPORTED",
+)
+REASONS: dict[int, Reason] = {
+    **dict.fromkeys(UNREACHABLE, Reason.HostUnreachable),
+    **dict.fromkeys(NO_SUPPORT, Reason.NoSupport),
+    **dict.fromkeys(_codes("VIR_ERR_NO_DOMAIN"), Reason.DomainNotFound),
+    **dict.fromkeys(_codes("VIR_ERR_DOM_EXIST"), Reason.NameClash),
+    **dict.fromkeys(_codes("VIR_ERR_OPERATION_ABORTED"), Reason.Aborted),
+}
+
+
+def redact(message: str, credentials: Credentials | None) -> str:
+    """libvirt never echoes a password, but a daemon's message might; never let one through."""
+    if credentials is not None:
+        secret = credentials.get("password")
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+def code_of(exc: libvirt.libvirtError) -> int | None:
+    code = exc.get_error_code()
+    return int(code) if code is not None else None
+
+
+def backend_error(exc: libvirt.libvirtError, credentials: Credentials | None, what: str = "") -> BackendError:
+    message = redact(str(exc) or "libvirt gave no message", credentials)
+    code = code_of(exc)
+    return BackendError(f"{what}: {message}" if what else message, REASONS.get(code) if code is not None else None)

@@ -1,0 +1,132 @@
+"""The libvirt driver's translations (no daemon needed): flags, parameters, URIs, job statistics."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.api.enums import MigrationFlag
+from controller.api.status import DomainState
+from controller.backends.base import JobPhase, MigrationRequest
+from controller.backends.libvirt.translate import (
+    finished_phase,
+    flags_of,
+    job_of,
+    migrate_uri,
+    params_of,
+    running_migration,
+    state_of,
+    supported_params,
+)
+
+
+def test_flags_are_libvirts_bits() -> None:
+    assert flags_of([MigrationFlag.live, MigrationFlag.persistDest, MigrationFlag.undefineSource]) == 1 | 8 | 16
+    assert flags_of([MigrationFlag.postCopy], peer_to_peer=True) == (1 << 15) | 2
+    assert flags_of([]) == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "uri"),
+    [
+        ("127.0.0.2", "tcp://127.0.0.2"),
+        ("host-b", "tcp://host-b"),
+        ("host-b:49152", "tcp://host-b:49152"),
+        ("fd00::2", "tcp://[fd00::2]"),
+        ("rdma://10.0.0.2", "rdma://10.0.0.2"),
+    ],
+)
+def test_migrate_uri_from_a_hostname(given: str, uri: str) -> None:
+    assert migrate_uri(given) == uri
+
+
+def test_params_rename_uri_lists_and_downtime_later() -> None:
+    request = MigrationRequest(
+        domain="web",
+        hostname="10.0.0.2",
+        dname="web-blue",
+        params={"bandwidth": 10, "downtime": 250, "migrate_disks": "vda, vdb", "compression": "xbzrle"},
+    )
+    assert params_of(request, with_uri=True) == {
+        "migrate_uri": "tcp://10.0.0.2",
+        "destination_name": "web-blue",
+        "bandwidth": 10,
+        "migrate_disks": ["vda", "vdb"],
+        "compression": ["xbzrle"],
+    }
+    assert "migrate_uri" not in params_of(request, with_uri=False)
+
+
+def test_supported_params_follow_the_library_and_never_xen() -> None:
+    names = supported_params(["bandwidth", "migrate_disks", "xen.port", "unknown"])
+    assert names == {"bandwidth", "migrate_disks", "downtime"}
+
+
+def test_job_stats_to_job_info() -> None:
+    stats = {
+        "type": 2,
+        "operation": 5,
+        "data_total": 1000,
+        "data_processed": 400,
+        "data_remaining": 600,
+        "memory_bps": 50,
+        "memory_dirty_rate": 3,
+        "memory_page_size": 4096,
+        "memory_iteration": 2,
+        "time_elapsed": 1500,
+    }
+    assert running_migration(stats)
+    info = job_of(stats, JobPhase.active, iteration=3)
+    assert (info.data_total, info.data_processed, info.data_remaining) == (1000, 400, 600)
+    assert info.dirty_rate == 3 * 4096 and info.iteration == 3 and info.elapsed_ms == 1500
+    setting_up = job_of({**stats, "data_total": 0, "data_processed": 0, "data_remaining": 0}, JobPhase.active)
+    assert (setting_up.data_total, setting_up.data_remaining) == (None, None)
+
+
+def test_finished_jobs_and_states() -> None:
+    assert finished_phase({"type": 3, "operation": 5}) is JobPhase.completed
+    assert finished_phase({"type": 4, "operation": 5}) is JobPhase.failed
+    assert finished_phase({"type": 5, "operation": 5}) is JobPhase.cancelled
+    assert finished_phase({"type": 3, "operation": 4}) is None  # an incoming migration is not ours
+    assert not running_migration({"type": 0})
+    assert [state_of(s) for s in (1, 3, 5, 6, 7)] == [
+        DomainState.running,
+        DomainState.paused,
+        DomainState.shutoff,
+        DomainState.crashed,
+        DomainState.paused,
+    ]
+
+
+def test_peer_to_peer_is_a_libvirt_host_option() -> None:
+    from controller.api.errors import SpecError
+    from controller.api.hosts import HypervisorHost
+    from controller.engine import host_config
+
+    doc = {"kind": "HypervisorHost", "metadata": {"name": "a"}, "spec": {"driver": "libvirt", "uri": "qemu:///system"}}
+    assert host_config(HypervisorHost.parse(doc)).options == {}
+    doc["spec"]["peerToPeer"] = True  # type: ignore[index]
+    assert host_config(HypervisorHost.parse(doc)).options == {"peerToPeer": True}
+    doc["spec"]["driver"] = "test"  # type: ignore[index]
+    with pytest.raises(SpecError, match="peerToPeer"):
+        HypervisorHost.parse(doc)
+
+
+async def test_unreachable_host_with_credentials_keeps_the_secret_out() -> None:
+    pytest.importorskip("libvirt")
+    from controller.api.enums import Reason
+    from controller.backends.base import BackendError, Credentials, HostConfig
+    from controller.backends.libvirt import LibvirtDriver
+    from controller.backends.libvirt.errors import redact
+
+    secret = "s3cret-pw"
+    creds = Credentials({"username": "admin", "password": secret})
+    assert redact(f"auth failed for {secret}", creds) == "auth failed for ***"
+    driver = LibvirtDriver()
+    try:
+        host = HostConfig("nowhere", "libvirt", "qemu+tcp://127.0.0.1:1/system", credentials=creds)
+        with pytest.raises(BackendError) as caught:
+            await driver.connect(host)
+    finally:
+        await driver.close()
+    assert caught.value.reason is Reason.HostUnreachable
+    assert secret not in str(caught.value) and secret not in repr(host)
