@@ -60,6 +60,9 @@ class LiveView:
         self.progress.stop()
 
     async def __call__(self, status: DomainMigrationStatus, transition: Transition | None) -> None:
+        self.show(status, transition)
+
+    def show(self, status: DomainMigrationStatus, transition: Transition | None) -> None:
         assert self.task is not None
         percent = status.progress.percent if status.progress else None
         self.progress.update(
