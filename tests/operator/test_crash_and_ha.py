@@ -65,3 +65,33 @@ async def test_two_replicas_only_one_acts_and_the_other_takes_over(
     assert world_state(world)["migrateCalls"] == 1
     migrating = [t for t in done["status"]["phaseTransitionTimestamps"] if t["phase"] == "Migrating"]
     assert len(migrating) == 1  # the follower re-attached; it did not start over
+
+
+@pytest.mark.slow
+async def test_kill_9_while_one_runs_and_another_waits_for_its_slot(kube: ApiServer, world: str) -> None:
+    domains = [{"name": "web", "memoryMiB": 4096}, {"name": "db", "memoryMiB": 4096}]
+    kube.apply(host("host-a", world, domains, linkMiBps=500, limits={"maxOutbound": 1}))
+    kube.apply(host("host-b", world, linkMiBps=500))
+
+    def state(name: str) -> tuple[str | None, str | None]:
+        status = (kube.read("domainmigrations", name, NS) or {}).get("status", {})
+        return status.get("phase"), status.get("reason")
+
+    with KopfSubprocess(kube, HANDLERS, env=FAST) as first:
+        kube.apply(migration("web", domain="web"))
+        await until(lambda: progress(kube, "web") > 5, within=30)
+        kube.apply(migration("db", domain="db"))
+        await until(lambda: state("db") == ("Pending", "WaitingForSlot"), within=30)
+        first.kill()
+        first.wait()
+    with KopfSubprocess(kube, HANDLERS, env=FAST):
+        # After the restart the running one keeps its slot: the waiting one must still wait.
+        await asyncio.sleep(1.5)
+        assert state("db")[0] == "Pending"
+        web = await wait_phase(kube, "web", {"Succeeded", "Failed", "Aborted"}, within=60)
+        db = await wait_phase(kube, "db", {"Succeeded", "Failed", "Aborted"}, within=60)
+    assert web["status"]["phase"] == db["status"]["phase"] == "Succeeded"
+    assert world_state(world)["migrateCalls"] == 2
+    web_end = next(t["time"] for t in web["status"]["phaseTransitionTimestamps"] if t["phase"] == "Succeeded")
+    db_start = next(t["time"] for t in db["status"]["phaseTransitionTimestamps"] if t["phase"] == "Validating")
+    assert db_start >= web_end
