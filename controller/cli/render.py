@@ -21,12 +21,17 @@ def human_bytes(value: float | None) -> str:
     return "?"
 
 
+def _elapsed(ms: int | None) -> str:
+    return f"{ms / 1000:.0f}s elapsed, no progress figures" if ms is not None else ""
+
+
 def _details(status: DomainMigrationStatus) -> dict[str, Any]:
     p = status.progress
     if p is None:
         return {"rate": "", "remaining": "", "eta": "", "iteration": ""}
     return {
-        "rate": f"{human_bytes(p.bytes_per_second)}/s" if p.bytes_per_second is not None else "rate ?",
+        # Some hypervisors (xend) report no figures while they migrate: show time, not guesses.
+        "rate": f"{human_bytes(p.bytes_per_second)}/s" if p.bytes_per_second is not None else _elapsed(p.elapsed_ms),
         "remaining": f"{human_bytes(p.data_remaining_bytes)} left" if p.data_remaining_bytes is not None else "",
         "eta": f"ETA {p.eta_seconds:.0f}s" if p.eta_seconds is not None else "",
         "iteration": f"pass {p.iteration}" if p.iteration else "",
