@@ -63,7 +63,7 @@ class Engine:
         controls = controls or Controls()
         if migration.spec.abort:
             controls.request_abort()
-        run = Run(migration, sink or _no_sink, controls, self._policy_for(migration))
+        run = Run(migration, sink or _no_sink, controls, self._policy_for(migration), drivers=self.drivers)
         try:
             await self._drive(run)
         except Outcome as outcome:

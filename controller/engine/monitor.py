@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.status import DomainState
 from controller.backends.base import BackendError, JobInfo, JobPhase
+from controller.engine.contact import reconnect
 from controller.engine.policy import OnTimeout
 from controller.engine.progress import progress_of
 from controller.engine.run import Outcome, Run, fail
@@ -26,6 +27,7 @@ class Watch:
     switched: str | None = None  # "post-copy" or "suspend", once forced to complete
     failure: Outcome | None = None  # why we aborted, when it was not the user's wish
     noted: str = ""
+    lost_since: float | None = None  # when the source stopped answering
 
 
 def _now() -> float:
@@ -35,10 +37,7 @@ def _now() -> float:
 async def monitor(run: Run) -> Phase:
     watch = Watch(best_at=_now())
     while True:
-        try:
-            job = await run.src.job(run.source_name)
-        except BackendError as exc:
-            raise fail(exc.reason or Reason.HostUnreachable, f"lost the source host {run.spec.source}: {exc}") from None
+        job = await _read_job(run, watch)
         if job.phase is not JobPhase.none or job.data_total is not None:
             run.status.progress = progress_of(job, run.elapsed())
         if job.phase is JobPhase.completed:
@@ -59,6 +58,39 @@ async def monitor(run: Run) -> Phase:
             with contextlib.suppress(TimeoutError):
                 # An abort request wakes us at once rather than one poll later.
                 await asyncio.wait_for(run.controls.abort_requested.wait(), run.policy.poll_interval)
+
+
+async def _read_job(run: Run, watch: Watch) -> JobInfo:
+    """The source's job; a source that stops answering is retried, since its migration goes on."""
+    while True:
+        try:
+            job = await run.src.job(run.source_name)
+        except BackendError as exc:
+            if exc.reason not in (None, Reason.HostUnreachable):
+                raise fail(exc.reason, f"the source host {run.spec.source}: {exc}") from None
+            await _lost_contact(run, watch, exc)
+            continue
+        if watch.lost_since is not None:
+            watch.lost_since = None
+            run.status.message = f"contact with {run.spec.source} is back"
+            await run.report()
+        return job
+
+
+async def _lost_contact(run: Run, watch: Watch, exc: BackendError) -> None:
+    now, limit = _now(), run.policy.contact_timeout
+    if watch.lost_since is None:
+        watch.lost_since = now
+        run.status.message = f"lost contact with {run.spec.source} ({exc}); trying again for up to {limit:.0f} s"
+        await run.report()
+    elif now - watch.lost_since > limit:
+        raise fail(
+            Reason.HostUnreachable,
+            f"no answer from {run.spec.source} for {limit:.0f} s ({exc}): the migration may still be running "
+            "there, so where the domain is cannot be known until the host answers",
+        )
+    await asyncio.sleep(run.policy.poll_interval)
+    await reconnect(run, "source")
 
 
 def _failed(run: Run, job: JobInfo) -> Outcome:

@@ -8,12 +8,14 @@ migration was already started, so the migrate call is issued at most once.
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.status import DomainState, Endpoint, timestamp
 from controller.backends.base import BackendError, DomainInfo, JobInfo, JobPhase, MigrationRequest
 from controller.backends.registry import DriverTable
 from controller.engine.checks import same_driver, unsupported
+from controller.engine.contact import reconnect
 from controller.engine.hosts import HostDirectory
 from controller.engine.monitor import monitor
 from controller.engine.run import Outcome, Run, fail
@@ -235,6 +237,19 @@ async def _decide_without_job(run: Run) -> None:
     )
 
 
+async def _patient_lookup(run: Run, side: Literal["source", "dest"], name: str, deadline: float) -> DomainInfo | None:
+    """A lookup that rides out a host that briefly stops answering (a daemon restart, a blip)."""
+    while True:
+        conn = run.src if side == "source" else run.dst
+        try:
+            return await conn.lookup(name)
+        except BackendError as exc:
+            if exc.reason not in (None, Reason.HostUnreachable) or asyncio.get_running_loop().time() > deadline:
+                raise fail(exc.reason or Reason.HostUnreachable, f"host {conn.host.name}: {exc}") from None
+        await asyncio.sleep(run.policy.poll_interval)
+        await reconnect(run, side)
+
+
 async def verify(run: Run) -> Phase:
     """The 2007 proposal's last step: look the domain up by name on the destination."""
     want = {DomainState.running}
@@ -243,7 +258,7 @@ async def verify(run: Run) -> Phase:
     if run.has(MigrationFlag.offline):
         want = {DomainState.shutoff, DomainState.running, DomainState.paused}
     deadline = asyncio.get_running_loop().time() + run.policy.verify_timeout
-    there = await _lookup(run, "destination", run.target_name)
+    there = await _patient_lookup(run, "dest", run.target_name, deadline)
     while there is None or there.state not in want:
         if asyncio.get_running_loop().time() > deadline:
             state = there.state.value if there else "absent"
@@ -252,8 +267,8 @@ async def verify(run: Run) -> Phase:
                 f"the migration finished but {run.target_name} is {state} on {run.spec.destination}",
             )
         await asyncio.sleep(run.policy.poll_interval)
-        there = await _lookup(run, "destination", run.target_name)
-    here = await _lookup(run, "source", run.source_name)
+        there = await _patient_lookup(run, "dest", run.target_name, deadline)
+    here = await _patient_lookup(run, "source", run.source_name, deadline)
     if (
         here is not None
         and here.state in (DomainState.running, DomainState.paused)

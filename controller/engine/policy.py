@@ -24,6 +24,7 @@ class Policy:
     on_timeout: OnTimeout = OnTimeout.postCopy
     verify_timeout: float = 60.0
     abort_timeout: float = 60.0
+    contact_timeout: float = 120.0  # how long to keep trying a source that stops answering mid-migration
     minimum_completion: float = 30.0  # small guests still get time to set up
     # From a MigrationPolicy: used only where the driver supports them and the spec is silent.
     soft_flags: frozenset[MigrationFlag] = frozenset()

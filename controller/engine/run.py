@@ -12,6 +12,7 @@ from controller.api.resource import DomainMigration
 from controller.api.spec import DomainMigrationSpec
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
 from controller.backends.base import Capabilities, Connection, HostConfig
+from controller.backends.registry import DriverTable
 from controller.engine.controls import Controls
 from controller.engine.policy import Policy
 
@@ -54,6 +55,7 @@ class Run:
     sink: Sink
     controls: Controls
     policy: Policy
+    drivers: DriverTable | None = None  # to reconnect to a host that stopped answering
     source_host: HostConfig | None = None
     dest_host: HostConfig | None = None
     capabilities: Capabilities | None = None

@@ -6,7 +6,7 @@ import pytest
 
 from controller.api import Phase, Reason
 from controller.api.status import DomainState
-from tests.engine.conftest import Lab, NarrowDriver, Recorder, make_lab, migration
+from tests.engine.conftest import URI, Lab, NarrowDriver, Recorder, make_lab, migration
 
 pytestmark = pytest.mark.looptime
 
@@ -234,3 +234,50 @@ async def test_a_terminal_status_is_returned_untouched(lab: Lab) -> None:
     rec = Recorder()
     assert (await lab.run(done, rec)).phase is Phase.Failed
     assert rec.statuses == [] and lab.migrate_calls == 0
+
+
+def set_unreachable(lab: Lab, host: str, value: bool) -> None:
+    with lab.driver.world(URI).txn() as state:
+        state["hosts"][host]["faults"]["unreachable"] = value
+
+
+async def test_a_source_that_stops_answering_for_a_while_is_waited_for() -> None:
+    lab = make_lab(domains=[{"name": "web", "memoryMiB": 8192}])
+    rec = Recorder()
+    task = asyncio.create_task(lab.run(migration(), rec))
+    await asyncio.sleep(2)
+    set_unreachable(lab, "a", True)
+    await asyncio.sleep(20)  # the hypervisor carries on; only we cannot see it
+    set_unreachable(lab, "a", False)
+    status = await task
+    assert status.phase is Phase.Succeeded, status.message
+    messages = [s.message or "" for s in rec.statuses]
+    assert any(m.startswith("lost contact with a") for m in messages)
+    assert any(m == "contact with a is back" for m in messages)
+    assert lab.migrate_calls == 1
+
+
+async def test_a_source_that_never_answers_again_ends_host_unreachable_honestly() -> None:
+    lab = make_lab(domains=[{"name": "web", "memoryMiB": 65536}])  # longer than the 30 s we wait
+    task = asyncio.create_task(lab.run(migration(), contact_timeout=30))
+    await asyncio.sleep(2)
+    set_unreachable(lab, "a", True)
+    status = await task
+    assert status.phase is Phase.Failed and status.reason is Reason.HostUnreachable
+    assert "the migration may still be running there" in (status.message or "")
+    assert "on a: a did not answer" in (status.message or "") and "web is absent on b" in (status.message or "")
+
+
+async def test_a_destination_that_blips_during_verification_is_waited_for() -> None:
+    lab = make_lab(domains=[{"name": "web", "memoryMiB": 1024}])
+    loop = asyncio.get_running_loop()
+    blipped: list[float] = []
+
+    def blip() -> None:
+        set_unreachable(lab, "b", True)
+        blipped.append(loop.time())
+        loop.call_later(5, set_unreachable, lab, "b", False)
+
+    status = await lab.run(migration(), Recorder(hooks={Phase.Verifying: blip}))
+    assert status.phase is Phase.Succeeded, status.message
+    assert blipped and loop.time() - blipped[0] >= 5  # it really waited for b to come back
