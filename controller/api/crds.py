@@ -186,14 +186,16 @@ def hypervisor_host_crd() -> Schema:
         {"name": "Domains", "type": "integer", "jsonPath": ".status.domainCount"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
+    spec = model_schema(HypervisorHostSpec)
+    spec["x-kubernetes-validations"] = [
+        {
+            "rule": "!self.uri.matches('^[^/]*//[^/@]*:[^/@]*@')",
+            "message": "uri must not carry a password: put credentials in a Secret named by credentialsSecretRef",
+            "fieldPath": ".uri",
+        }
+    ]
     return crd(
-        "hypervisorhosts",
-        "HypervisorHost",
-        "Cluster",
-        ["hvh"],
-        model_schema(HypervisorHostSpec),
-        _status_schema(HypervisorHostStatus),
-        columns,
+        "hypervisorhosts", "HypervisorHost", "Cluster", ["hvh"], spec, _status_schema(HypervisorHostStatus), columns
     )
 
 

@@ -1,6 +1,7 @@
 """The HypervisorHost document: how to reach one host, and what it allows."""
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -45,6 +46,13 @@ class TestHostSpec(Model):
     faults: TestHostFaults = Field(default_factory=TestHostFaults)
 
 
+def _has_password(uri: str) -> bool:
+    try:
+        return urlsplit(uri).password is not None
+    except ValueError:
+        return False
+
+
 class HypervisorHostSpec(Model):
     driver: Literal["test", "xend", "libvirt"]
     uri: str = Field(min_length=1)
@@ -58,6 +66,8 @@ class HypervisorHostSpec(Model):
     test: TestHostSpec | None = None
 
     def problems(self) -> list[tuple[str, str]]:
+        if _has_password(self.uri):
+            return [("uri", "must not carry a password: put credentials in a Secret named by credentialsSecretRef")]
         if self.test is not None and self.driver != "test":
             return [("test", f"is only for the test driver, not {self.driver}")]
         if self.peer_to_peer and self.driver != "libvirt":

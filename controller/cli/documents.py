@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from controller.api.errors import SpecError
 from controller.api.hosts import HypervisorHost
 from controller.api.policy import MigrationPolicy
 from controller.api.resource import DomainMigration
+from controller.backends.base import Credentials
 from controller.engine.hosts import StaticHosts, host_config
 
 
@@ -41,20 +44,51 @@ def load_migration_file(path: Path) -> DomainMigration:
         raise _prefixed(path, exc) from None
 
 
+def _secret(doc: dict[str, Any]) -> dict[str, str]:
+    """A v1 Secret's data, decoded (data is base64, stringData is plain), as the API server merges them."""
+    decoded = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+    return {**decoded, **{k: str(v) for k, v in (doc.get("stringData") or {}).items()}}
+
+
 def load_hosts(data: list[Any], source: Path) -> StaticHosts:
-    hosts = []
+    """HypervisorHost documents, and the Secrets their credentialsSecretRef names (standalone runs
+    have no cluster to hold Secrets, so they come in the same file, never in the host's spec)."""
+    secrets: dict[tuple[str, str], dict[str, str]] = {}
+    hosts: list[tuple[int, HypervisorHost]] = []
     problems: list[str] = []
     for index, doc in enumerate(data):
-        if not isinstance(doc, dict) or doc.get("kind") != "HypervisorHost":
-            problems.append(f"{source} (document {index + 1}): kind: must be HypervisorHost")
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        if kind == "Secret":
+            meta = doc.get("metadata") or {}
+            try:
+                secrets[(meta.get("namespace") or "default", str(meta["name"]))] = _secret(doc)
+            except (KeyError, ValueError, binascii.Error) as exc:
+                problems.append(f"{source} (document {index + 1}): Secret: not a valid Secret ({exc})")
+            continue
+        if kind != "HypervisorHost":
+            problems.append(f"{source} (document {index + 1}): kind: must be HypervisorHost or Secret")
             continue
         try:
-            hosts.append(host_config(HypervisorHost.parse(doc)))
+            hosts.append((index, HypervisorHost.parse(doc)))
         except SpecError as exc:
             problems.extend(_prefixed(source, exc, index).problems)
+    configs = []
+    for index, host in hosts:
+        ref = host.spec.credentials_secret_ref
+        credentials = None
+        if ref is not None:
+            key = (ref.namespace or "default", ref.name)
+            if key not in secrets:
+                problems.append(
+                    f"{source} (document {index + 1}): spec.credentialsSecretRef: no Secret {key[0]}/{key[1]} "
+                    "in this file"
+                )
+                continue
+            credentials = Credentials(secrets[key])
+        configs.append(host_config(host, credentials))
     if problems:
         raise SpecError(problems)
-    return StaticHosts(hosts)
+    return StaticHosts(configs)
 
 
 def load_hosts_file(path: Path) -> StaticHosts:

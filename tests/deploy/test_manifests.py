@@ -150,3 +150,16 @@ def test_argocd_health_check(status: dict[str, Any] | None, generation: int, exp
     if status is not None:
         obj["status"] = status
     assert argo_health("DomainMigration", obj)[0] == expected
+
+
+def test_the_api_server_refuses_a_password_in_a_host_uri() -> None:
+    from tests.kube.emulator import ApiError
+
+    with ApiServer(crds=CRD_FILES) as api:
+        host = {"apiVersion": "domig.dev/v1alpha1", "kind": "HypervisorHost", "metadata": {"name": "h"},
+                "spec": {"driver": "libvirt", "uri": "qemu+tcp://admin:pw@10.0.0.1/system"}}  # fmt: skip
+        with pytest.raises(ApiError) as info:
+            api.create(host)
+        assert info.value.status == 422 and "must not carry a password" in str(info.value)
+        host["spec"] = {"driver": "libvirt", "uri": "qemu+ssh://admin@10.0.0.1/system"}  # a user alone is fine
+        api.create(host)

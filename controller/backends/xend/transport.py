@@ -1,9 +1,9 @@
 """Talking HTTP to one xend: its address, a session, and xend's ways of saying no.
 
 URIs: ``xend+http://host:port`` or ``http://host:port`` (port 8000 if left out), and
-``xend+unix:///path/to/socket``. A user and password in the URI, or the keys ``username`` and
-``password`` of the host's credentials, are sent as HTTP basic auth and never shown: every
-message names the xend by ``Endpoint.shown``, which has neither.
+``xend+unix:///path/to/socket``. The keys ``username`` and ``password`` of the host's credentials
+(a Secret's, never the URI's: the resource model refuses a password there) are sent as HTTP basic
+auth and never shown: every message names the xend by ``Endpoint.shown``, which has neither.
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ def parse_uri(uri: str, credentials: Credentials | None = None) -> Endpoint:
     user = credentials.get("username") if credentials else None
     password = credentials.get("password") if credentials else None
     try:
-        user = user or parsed.username
-        password = password or parsed.password
         port = parsed.port
     except ValueError as exc:
         raise BackendError(f"not a xend URI: {_without_userinfo(uri)} ({exc})", Reason.InvalidSpec) from None
