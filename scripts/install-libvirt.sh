@@ -19,6 +19,11 @@ PACKAGES=(
     pkg-config
     gcc
     python3-dev
+    # SASL for the auth_tcp = "sasl" daemon (host C, tests/libvirt/test_sasl.py): saslpasswd2
+    # creates its sasldb; libsasl2-modules brings the SCRAM/DIGEST-MD5 mechanisms, -db the sasldb plugin.
+    sasl2-bin
+    libsasl2-modules
+    libsasl2-modules-db
 )
 
 log() { echo "install-libvirt: $*" >&2; }
@@ -52,7 +57,7 @@ if ((${#missing[@]})); then
     fi
 fi
 
-for bin in libvirtd qemu-system-x86_64 as ld objcopy unshare; do
+for bin in libvirtd qemu-system-x86_64 as ld objcopy unshare saslpasswd2; do
     command -v "$bin" >/dev/null || [[ -x "/usr/sbin/$bin" ]] || die "$bin not found after install"
 done
 

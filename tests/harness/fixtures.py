@@ -9,6 +9,10 @@ Import them into a conftest.py::
 * ``clean_libvirt_hosts`` (function): the same object; destroys and undefines every domain on
   both hosts after the test, so tests do not see each other's guests.
 * ``use_kvm`` (session): True when /dev/kvm is usable (``DOMIG_LIBVIRT_KVM=0`` forces TCG).
+* ``sasl_libvirt_host`` (module): a started :class:`~tests.harness.libvirtd.SaslLibvirtHost`, host C
+  on ``qemu+tcp://127.0.0.4:16511/system`` demanding SASL (DIGEST-MD5); its ``username`` and
+  ``password`` (random per run) log in. Skips when libvirtd or Cyrus SASL's tools are missing;
+  independent of ``libvirt_hosts`` (A and B are neither needed nor disturbed).
 
 Environment: ``DOMIG_LIBVIRT_KEEP=1`` keeps the daemons' folders (logs, configs) after the run;
 ``DOMIG_LIBVIRT_CAPS_CACHE`` moves (or, set empty, disables) the persistent QEMU-capabilities cache.
@@ -22,7 +26,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .libvirtd import LibvirtHosts, kvm_usable, missing_prerequisites
+from .libvirtd import LibvirtHosts, SaslLibvirtHost, kvm_usable, missing_prerequisites, missing_sasl_prerequisites
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +66,24 @@ def use_kvm() -> bool:
     if os.environ.get("DOMIG_LIBVIRT_KVM", "").strip() in ("0", "no", "false"):
         return False
     return kvm_usable()
+
+
+@pytest.fixture(scope="module")
+def sasl_libvirt_host() -> Iterator[SaslLibvirtHost]:
+    missing = missing_sasl_prerequisites()
+    if missing:
+        pytest.skip("SASL-enabled libvirtd not available: " + "; ".join(missing))
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    host = SaslLibvirtHost(keep=os.environ.get("DOMIG_LIBVIRT_KEEP") == "1")
+    host.start()
+    print(
+        f"\nlibvirt harness: SASL daemon ({host.mech}) answered after {host.startup_seconds:.2f}s;"
+        f" state in {host.root}",
+        file=sys.stderr,
+    )
+    try:
+        yield host
+    finally:
+        host.stop()

@@ -22,12 +22,21 @@ A, 127.0.0.2 for B): libvirt rejects 127.0.0.1 for ``migration_host``/``migratio
 
 Needs root, ``unshare`` (util-linux), ``libvirtd`` and ``qemu-system-x86_64``
 (see ``scripts/install-libvirt.sh``).
+
+A third, optional daemon, host C (:class:`SaslLibvirtHost`, 127.0.0.4:16511), demands SASL
+(``auth_tcp = "sasl"``): its namespace also bind-mounts ``<root>/c/sasl2`` on ``/etc/sasl2``, holding
+``libvirt.conf`` (``mech_list: digest-md5``) and a sasldb with one user made by ``saslpasswd2``.
+DIGEST-MD5 because, without TLS, libvirt insists on a SASL security layer (SSF >= 56): SCRAM-SHA-256
+and PLAIN have none, so libvirt offers no mechanism at all ("no SASL mechanisms are available").
+Needs ``saslpasswd2`` (sasl2-bin) and the DIGEST-MD5 and sasldb plugins (libsasl2-modules{,-db}).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -74,6 +83,7 @@ class HostSpec:
     migration_port_min: int
     migration_port_max: int
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    auth_tcp: str = "none"  # libvirtd.conf auth_tcp: "none" or "sasl"
 
     @property
     def uri(self) -> str:
@@ -88,6 +98,7 @@ class HostSpec:
 
 HOST_A = "a"
 HOST_B = "b"
+HOST_C = "c"
 
 
 def default_specs() -> tuple[HostSpec, HostSpec]:
@@ -96,6 +107,11 @@ def default_specs() -> tuple[HostSpec, HostSpec]:
         HostSpec(HOST_A, "127.0.0.1", 16509, "127.0.0.3", 49152, 49183),
         HostSpec(HOST_B, "127.0.0.2", 16510, "127.0.0.2", 49184, 49215),
     )
+
+
+def sasl_spec() -> HostSpec:
+    """Host C: 127.0.0.4:16511, ``auth_tcp = "sasl"`` (fresh host UUID each call; no guests)."""
+    return HostSpec(HOST_C, "127.0.0.4", 16511, "127.0.0.4", 49216, 49247, auth_tcp="sasl")
 
 
 def missing_prerequisites() -> list[str]:
@@ -146,7 +162,7 @@ def _libvirtd_conf(spec: HostSpec, log_file: Path) -> str:
             "listen_tls = 0",
             f'listen_addr = "{spec.listen_address}"',
             f'tcp_port = "{spec.tcp_port}"',
-            'auth_tcp = "none"',
+            f'auth_tcp = "{spec.auth_tcp}"',
             'auth_unix_rw = "none"',
             'auth_unix_ro = "none"',
             f'host_uuid = "{spec.host_uuid}"',
@@ -181,6 +197,9 @@ def _qemu_conf(spec: HostSpec) -> str:
 
 class LibvirtHost:
     """One libvirtd daemon in its own mount namespace."""
+
+    # libvirt error codes that end wait_ready() at once: the daemon answered, retrying cannot help.
+    fatal_error_codes: frozenset[int] = frozenset()
 
     def __init__(self, spec: HostSpec, root: Path) -> None:
         self.spec = spec
@@ -221,6 +240,11 @@ class LibvirtHost:
     def stdio_file(self) -> Path:
         return self.root / "libvirtd.stdio.log"
 
+    @property
+    def mounts(self) -> tuple[tuple[str, str], ...]:
+        """(per-host folder, mount point) pairs bind-mounted in this daemon's namespace."""
+        return MOUNTS
+
     def qemu_log(self, domain_name: str) -> Path:
         """QEMU's own log for a domain on this host (from outside the namespace)."""
         return self.root / "log" / "qemu" / f"{domain_name}.log"
@@ -233,13 +257,13 @@ class LibvirtHost:
             raise HarnessError(f"host {self.name}: already started")
         _ensure_port_free(self.spec.listen_address, self.spec.tcp_port, self.name)
         self.root.mkdir(parents=True, exist_ok=True)
-        for sub, target in MOUNTS:
+        for sub, target in self.mounts:
             (self.root / sub).mkdir(exist_ok=True)
             Path(target).mkdir(parents=True, exist_ok=True)  # mount point must exist outside too
         self.config_file.write_text(_libvirtd_conf(self.spec, self.log_file))
         (self.root / "etc" / "qemu.conf").write_text(_qemu_conf(self.spec))
         (self.root / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(self.spec, self.log_file))
-        mounts = " && ".join(f"mount --bind {_q(self.root / sub)} {_q(target)}" for sub, target in MOUNTS)
+        mounts = " && ".join(f"mount --bind {_q(self.root / sub)} {_q(target)}" for sub, target in self.mounts)
         script = (
             f"set -e; {mounts}; exec {_q(_which(LIBVIRTD) or LIBVIRTD)} --listen"
             f" --config {_q(self.config_file)} --pid-file {_q(self.pid_file)}"
@@ -271,9 +295,13 @@ class LibvirtHost:
                     f"host {self.name}: libvirtd exited with code {rc} during startup\n{self.diagnostics()}"
                 )
             try:
-                conn = libvirt.open(self.uri)
+                conn = self.open()
             except libvirt.libvirtError as exc:
                 last_error = str(exc)
+                if exc.get_error_code() in self.fatal_error_codes:
+                    raise HarnessError(
+                        f"host {self.name}: libvirtd on {self.uri} refused us: {last_error}\n{self.diagnostics()}"
+                    ) from None
             else:
                 try:
                     conn.getHostname()
@@ -324,7 +352,7 @@ class LibvirtHost:
         if self.proc is None or self.proc.poll() is not None:
             return names
         try:
-            conn = libvirt.open(self.uri)
+            conn = self.open()
         except libvirt.libvirtError:
             return names
         try:
@@ -482,6 +510,166 @@ class LibvirtHosts:
             raise HarnessError(f"stopping libvirtd failed: {errors!r}")
 
     def __enter__(self) -> LibvirtHosts:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+SASL_MECH = "DIGEST-MD5"
+SASL_USER = "domig"
+SASL_TARGET = "/etc/sasl2"  # where libvirtd's Cyrus SASL looks for libvirt.conf (bind-mounted)
+SASL_PLUGIN_DIRS = ("/usr/lib/*/sasl2", "/usr/lib/sasl2", "/usr/lib64/sasl2")
+
+
+def missing_sasl_prerequisites() -> list[str]:
+    """Why the SASL daemon (host C) cannot run here: the daemons' prerequisites plus Cyrus SASL's."""
+    missing = [m for m in missing_prerequisites() if not m.startswith("run ")]
+    if _which("saslpasswd2") is None:
+        missing.append("saslpasswd2 not installed (sasl2-bin)")
+    for plugin, package in (("libdigestmd5.so", "libsasl2-modules"), ("libsasldb.so", "libsasl2-modules-db")):
+        if not any(glob.glob(f"{folder}/{plugin}*") for folder in SASL_PLUGIN_DIRS):
+            missing.append(f"SASL plugin {plugin} not installed ({package})")
+    if missing:
+        missing.append("run scripts/install-libvirt.sh")
+    return missing
+
+
+def sasl_auth(username: str | None, password: str | None) -> list[Any]:
+    """An ``openAuth`` auth argument that answers libvirt's SASL prompts with these credentials."""
+    import libvirt
+
+    def answer(requested: list[list[Any]], _opaque: Any) -> int:
+        for cred in requested:
+            if cred[0] == libvirt.VIR_CRED_AUTHNAME and username is not None:
+                cred[4] = username
+            elif cred[0] == libvirt.VIR_CRED_PASSPHRASE and password is not None:
+                cred[4] = password
+            else:
+                return -1
+        return 0
+
+    return [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], answer, None]
+
+
+class SaslLibvirtHost(LibvirtHost):
+    """Host C: one libvirtd that demands SASL (DIGEST-MD5) on TCP, with one user in its sasldb.
+
+    ``root`` defaults to a fresh ``domig-libvirt-sasl-*`` temporary directory (the daemon's folder
+    is ``<root>/c``), removed by :meth:`stop` unless ``keep``; :func:`reap_stale_daemons` finds it
+    like the A/B daemons' folders. The password is random per instance unless given. QEMU
+    capabilities are seeded from ``caps_cache`` (read only), else its first ``getVersion()`` probes
+    QEMU for ~8 s. No guests and no migrations: the migration ports are only nominal.
+    """
+
+    fatal_error_codes = frozenset({45})  # VIR_ERR_AUTH_FAILED: our own user was refused
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        spec: HostSpec | None = None,
+        username: str = SASL_USER,
+        password: str | None = None,
+        mech: str = SASL_MECH,
+        keep: bool = False,
+        caps_cache: Path | str | None = DEFAULT_CAPS_CACHE,
+    ) -> None:
+        spec = spec if spec is not None else sasl_spec()
+        if spec.auth_tcp != "sasl":
+            raise ValueError("a SASL host needs a spec with auth_tcp='sasl'")
+        self._own_root = root is None
+        self.base = Path(tempfile.mkdtemp(prefix="domig-libvirt-sasl-")) if root is None else root
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "owner.pid").write_text(f"{os.getpid()}\n")
+        super().__init__(spec, self.base / spec.name)
+        self.username = username
+        self.password = password if password is not None else secrets.token_urlsafe(18)
+        self.mech = mech
+        self.keep = keep
+        self.caps_cache = Path(caps_cache) if caps_cache else None
+
+    def __repr__(self) -> str:
+        return f"SaslLibvirtHost(name={self.name!r}, uri={self.uri!r}, username={self.username!r}, mech={self.mech!r})"
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The Secret data that logs in: ``{"username": ..., "password": ...}``."""
+        return {"username": self.username, "password": self.password}
+
+    @property
+    def sasl_dir(self) -> Path:
+        return self.root / "sasl2"
+
+    @property
+    def sasl_config_file(self) -> Path:
+        return self.sasl_dir / "libvirt.conf"
+
+    @property
+    def sasldb(self) -> Path:
+        return self.sasl_dir / "libvirt.sasldb"
+
+    @property
+    def mounts(self) -> tuple[tuple[str, str], ...]:
+        return (*MOUNTS, ("sasl2", SASL_TARGET))
+
+    def write_sasl_config(self) -> None:
+        """``libvirt.conf`` (as seen at /etc/sasl2 inside the namespace) and a sasldb holding our user."""
+        self.sasl_dir.mkdir(parents=True, exist_ok=True)
+        self.sasl_config_file.write_text(
+            f"mech_list: {self.mech.lower()}\nsasldb_path: {SASL_TARGET}/{self.sasldb.name}\n"
+        )
+        self.sasldb.unlink(missing_ok=True)
+        # -p: the password comes from stdin (never on a command line); -a libvirt: the application
+        # name libvirtd passes to sasl_server_init; the realm defaults to the hostname, as libvirtd's.
+        saslpasswd2 = _which("saslpasswd2") or "saslpasswd2"
+        done = subprocess.run(
+            [saslpasswd2, "-a", "libvirt", "-f", str(self.sasldb), "-c", "-p", self.username],
+            input=self.password.encode(),
+            capture_output=True,
+            timeout=30,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        if done.returncode != 0 or not self.sasldb.exists():
+            raise HarnessError(
+                f"host {self.name}: saslpasswd2 failed with code {done.returncode}:"
+                f" {done.stderr.decode(errors='replace').strip()}"
+            )
+
+    def spawn(self) -> None:
+        if self.proc is not None:
+            raise HarnessError(f"host {self.name}: already started")
+        self.write_sasl_config()
+        if self.caps_cache is not None and self.caps_cache.is_dir():
+            # A/B's saved QEMU capabilities: without them the first getVersion() probes QEMU (~8 s).
+            self.caps_dir.mkdir(parents=True, exist_ok=True)
+            for xml in self.caps_cache.glob("*.xml"):
+                shutil.copy2(xml, self.caps_dir / xml.name)
+        super().spawn()
+
+    def open(self) -> Any:
+        """A new read-write ``virConnect``, logged in over SASL as our user (caller closes it)."""
+        import libvirt
+
+        return libvirt.openAuth(self.uri, sasl_auth(self.username, self.password), 0)
+
+    def start(self, timeout: float = 30.0) -> None:
+        reap_stale_daemons()
+        try:
+            super().start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 15.0) -> None:
+        try:
+            super().stop(timeout)
+        finally:
+            if self._own_root and not self.keep:
+                shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> SaslLibvirtHost:
         self.start()
         return self
 

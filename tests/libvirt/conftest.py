@@ -11,6 +11,11 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.harness.fixtures import clean_libvirt_hosts, libvirt_hosts, use_kvm  # noqa: E402
+from tests.harness.fixtures import (  # noqa: E402
+    clean_libvirt_hosts,
+    libvirt_hosts,
+    sasl_libvirt_host,
+    use_kvm,
+)
 
-__all__ = ["clean_libvirt_hosts", "libvirt_hosts", "use_kvm"]
+__all__ = ["clean_libvirt_hosts", "libvirt_hosts", "sasl_libvirt_host", "use_kvm"]

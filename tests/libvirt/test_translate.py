@@ -130,3 +130,27 @@ async def test_unreachable_host_with_credentials_keeps_the_secret_out() -> None:
         await driver.close()
     assert caught.value.reason is Reason.HostUnreachable
     assert secret not in str(caught.value) and secret not in repr(host)
+
+
+def test_auth_failures_name_the_host_and_missing_credentials() -> None:
+    libvirt = pytest.importorskip("libvirt")
+    from controller.api.enums import Reason
+    from controller.backends.base import Credentials, HostConfig
+    from controller.backends.libvirt.errors import connect_error
+
+    def error(code: int, message: str) -> object:
+        exc = libvirt.libvirtError(message)
+        exc.err = (code, 0, message, 2, None, None, None, 0, 0)  # what virGetLastError() returns
+        return exc
+
+    creds = Credentials({"username": "admin", "password": "s3cret-pw"})
+    auth = error(libvirt.VIR_ERR_AUTH_FAILED, "authentication failed: authentication failed")
+    with_creds = connect_error(auth, HostConfig("host-c", "libvirt", "qemu+tcp://h/system", credentials=creds))
+    assert (with_creds.message, with_creds.reason) == ("authentication failed for host-c: authentication failed",
+                                                       Reason.HostUnreachable)  # fmt: skip
+    without = connect_error(auth, HostConfig("host-c", "libvirt", "qemu+tcp://h/system"))
+    assert without.message.startswith("authentication failed for host-c (no credentials: set spec.credentialsSecretRef")
+    refused = error(libvirt.VIR_ERR_SYSTEM_ERROR, "unable to connect to server at 'h:16509': Connection refused")
+    plain = connect_error(refused, HostConfig("host-c", "libvirt", "qemu+tcp://h/system", credentials=creds))
+    assert (plain.message, plain.reason) == ("unable to connect to server at 'h:16509': Connection refused",
+                                             Reason.HostUnreachable)  # fmt: skip

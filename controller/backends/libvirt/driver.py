@@ -9,10 +9,10 @@ from typing import Any
 
 import libvirt
 
-from controller.api.enums import LIBVIRT_FLAG_BITS, Reason
-from controller.backends.base import BackendError, Capabilities, Connection, Credentials, Driver, HostConfig
+from controller.api.enums import LIBVIRT_FLAG_BITS
+from controller.backends.base import Capabilities, Connection, Credentials, Driver, HostConfig
 from controller.backends.libvirt.connection import LibvirtConnection
-from controller.backends.libvirt.errors import backend_error
+from controller.backends.libvirt.errors import connect_error
 from controller.backends.libvirt.events import ensure_event_loop
 from controller.backends.libvirt.translate import supported_params
 
@@ -69,8 +69,7 @@ class LibvirtDriver(Driver):
         try:
             conn = await loop.run_in_executor(self._pool, functools.partial(open_host, host))
         except libvirt.libvirtError as exc:
-            error = backend_error(exc, host.credentials)
-            raise BackendError(error.message, error.reason or Reason.HostUnreachable) from None
+            raise connect_error(exc, host) from None
         p2p = bool(host.options.get("peerToPeer"))
         connection = LibvirtConnection(host, conn, self._pool, open_host, peer_to_peer=p2p)
         await connection.watch_events()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import libvirt
 
 from controller.api.enums import Reason
-from controller.backends.base import BackendError, Credentials
+from controller.backends.base import BackendError, Credentials, HostConfig
 
 
 def _codes(*names: str) -> frozenset[int]:
@@ -22,6 +22,7 @@ UNREACHABLE = _codes(
     "VIR_ERR_AUTH_CANCELLED",
     "VIR_ERR_AUTH_UNAVAILABLE",
 )
+AUTH = _codes("VIR_ERR_AUTH_FAILED", "VIR_ERR_AUTH_CANCELLED", "VIR_ERR_AUTH_UNAVAILABLE")
 NO_SUPPORT = _codes(
     "VIR_ERR_NO_SUPPORT",
     "VIR_ERR_ARGUMENT_UNSUPPORTED",
@@ -55,3 +56,18 @@ def backend_error(exc: libvirt.libvirtError, credentials: Credentials | None, wh
     message = redact(str(exc) or "libvirt gave no message", credentials)
     code = code_of(exc)
     return BackendError(f"{what}: {message}" if what else message, REASONS.get(code) if code is not None else None)
+
+
+def connect_error(exc: libvirt.libvirtError, host: HostConfig) -> BackendError:
+    """A failed open. libvirt's auth failures name neither the host nor whether we had credentials
+    ("authentication failed: authentication failed"), so say both; the reason stays HostUnreachable."""
+    error = backend_error(exc, host.credentials)
+    reason = error.reason or Reason.HostUnreachable
+    if code_of(exc) not in AUTH:
+        return BackendError(error.message, reason)
+    detail = error.message.removeprefix("authentication failed: ")
+    if host.credentials is None:
+        hint = " (no credentials: set spec.credentialsSecretRef to a Secret with username and password)"
+    else:
+        hint = ""
+    return BackendError(f"authentication failed for {host.name}{hint}: {detail}", reason)
