@@ -13,10 +13,12 @@ import kopf
 from controller.api.conditions import refresh_conditions
 from controller.api.enums import Phase, Reason
 from controller.api.errors import SpecError
+from controller.api.hosts import HypervisorHost
 from controller.api.immutability import refused_changes
 from controller.api.policy import MigrationPolicy, select_policy
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
+from controller.backends.base import BackendError
 from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
 from controller.operator.admission import Ticket
 from controller.operator.context import Context
@@ -139,13 +141,23 @@ class MigrationDaemon:
         while True:
             try:
                 for field in ("source", "destination"):
-                    check_host(self.hosts, self.accepted[field], field, self.namespace)
+                    host = check_host(self.hosts, self.accepted[field], field, self.namespace)
+                    await self.reach(host)
                 return
             except HostProblem as problem:
                 if problem.final:
                     await self.end(Phase.Failed, problem.reason, problem.message)
                 await self.pending(problem.reason, problem.message)
                 await self.pause()
+
+    async def reach(self, host: HypervisorHost) -> None:
+        """Ask the host itself, not only its last probe: the probe may be old, or not seen yet."""
+        config = await resolve(host, self.ctx.kube)
+        try:
+            conn = await self.ctx.drivers.get(config.driver).connect(config)
+        except BackendError as exc:
+            raise HostProblem(Reason.HostNotReady, f"HypervisorHost {host.name} is not reachable: {exc}") from None
+        await conn.close()
 
     async def pause(self, until: asyncio.Event | None = None) -> None:
         """Wait a little, for a slot, an abort or a stop; end the migration if it was aborted or deleted."""
