@@ -37,6 +37,16 @@ class Model(BaseModel):
         """Rules that span fields, as (field path, why); none by default."""
         return []
 
+    @classmethod
+    def wire_fields(cls) -> tuple[str, ...]:
+        return tuple(field.alias or name for name, field in cls.model_fields.items())
+
+    @classmethod
+    def known(cls, data: Any) -> dict[str, Any]:
+        """This model's part of a mapping that others write into too (kopf keeps its own keys in status)."""
+        fields = cls.wire_fields()
+        return {k: v for k, v in (data or {}).items() if k in fields}
+
     def dump(self) -> dict[str, Any]:
         """The wire form: camelCase, without unset optional fields."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -128,15 +128,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def report_invalid(prog: str, exc: SpecError) -> int:
+    for problem in exc.problems:
+        print(f"{prog}: invalid: {problem}", file=sys.stderr)
+    return EXIT_INVALID
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
         return code
     except SpecError as exc:
-        for problem in exc.problems:
-            print(f"domig: invalid: {problem}", file=sys.stderr)
-        return EXIT_INVALID
+        return report_invalid("domig", exc)
     except BrokenPipeError:
         return EXIT_OK
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from controller.api.errors import SpecError
 from controller.api.resource import GROUP, VERSION, DomainMigration
 from controller.api.status import DomainMigrationStatus
-from controller.cli.main import EXIT_INVALID, exit_code
+from controller.cli.main import EXIT_INVALID, exit_code, report_invalid
 from controller.cli.render import LiveView
 from controller.engine.run import Transition
 from controller.operator.kube import Kube
@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except SpecError as exc:
-        for problem in exc.problems:
-            print(f"kubectl domig: invalid: {problem}", file=sys.stderr)
-        return EXIT_INVALID
+        return report_invalid("kubectl domig", exc)
     except ApiException as exc:
         print(f"kubectl domig: the API server said {exc.status} {exc.reason}: {_message(exc)}", file=sys.stderr)
         return EXIT_INVALID if exc.status in (400, 404, 409, 422) else 1

@@ -105,17 +105,11 @@ async def spec_changed_after_the_end(
 
 @kopf.timer(GROUP, VERSION, "hypervisorhosts", interval=CONFIG.probe_interval, initial_delay=0.1)
 async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
+    previous = {"conditions": body.status.get("conditions", [])}  # so Ready keeps its transition time
     try:
-        host = HypervisorHost.parse({"metadata": dict(body.metadata), "spec": dict(body.spec)})
+        host = HypervisorHost.parse({"metadata": dict(body.metadata), "spec": dict(body.spec), "status": previous})
     except SpecError as exc:
         patch.status["reachable"] = False
         patch.status["message"] = "; ".join(exc.problems)
         return
-    host.status.conditions = HypervisorHost.parse(
-        {
-            "metadata": dict(body.metadata),
-            "spec": dict(body.spec),
-            "status": {"conditions": body.status.get("conditions", [])},
-        }
-    ).status.conditions
     patch.status.update(await probe(host, memo.ctx.drivers, memo.ctx.kube))

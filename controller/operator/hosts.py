@@ -7,7 +7,7 @@ from typing import Any
 
 from controller.api.enums import Reason
 from controller.api.errors import SpecError
-from controller.api.hosts import HostLimits, HypervisorHost
+from controller.api.hosts import HostLimits, HypervisorHost, HypervisorHostStatus
 from controller.backends.base import Credentials, HostConfig
 from controller.engine.hosts import host_config
 from controller.operator.kube import Kube
@@ -29,14 +29,9 @@ def lookup(index: HostIndex, name: str) -> HypervisorHost | None:
         return None
     body = next(iter(store))
     try:
-        return HypervisorHost.parse({**body, "status": _known_status(body.get("status"))})
+        return HypervisorHost.parse({**body, "status": HypervisorHostStatus.known(body.get("status"))})
     except SpecError:
         return None
-
-
-def _known_status(status: Any) -> dict[str, Any]:
-    fields = {"reachable", "hostname", "hypervisorVersion", "domainCount", "lastProbeTime", "message", "conditions"}
-    return {k: v for k, v in (status or {}).items() if k in fields}
 
 
 def limits_of(index: HostIndex, name: str) -> HostLimits:

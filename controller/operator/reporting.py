@@ -15,20 +15,17 @@ from controller.engine.run import Transition, must_save
 from controller.operator import metrics
 from controller.operator.kube import Kube
 
-STATUS_FIELDS = tuple(
-    DomainMigrationStatus.model_fields[name].alias or name for name in DomainMigrationStatus.model_fields
-)
 WARNING_PHASES = (Phase.Failed, Phase.Aborted)
 
 
 def known_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """Our part of .status (kopf keeps its own bookkeeping there too)."""
-    return {k: v for k, v in (status or {}).items() if k in STATUS_FIELDS}
+    return DomainMigrationStatus.known(status)
 
 
 def status_patch(status: DomainMigrationStatus) -> dict[str, Any]:
     """A merge patch that sets every field: absent ones as null, so stale values go away."""
-    return {**dict.fromkeys(STATUS_FIELDS), **status.dump()}
+    return {**dict.fromkeys(DomainMigrationStatus.wire_fields()), **status.dump()}
 
 
 class Reporter:
