@@ -1,15 +1,20 @@
 """The pydantic base every resource model shares: camelCase on the wire, strict fields."""
 
-from typing import Any, Self
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from controller.api.errors import SpecError, explain
+from controller.api.expressions import Rule, SetRule, check
 
 
 class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # This model's part of the rulebook (controller/api/rules.py), checked on the document as given.
+    RULES: ClassVar[Sequence[Rule]] = ()
+    SETS: ClassVar[Sequence[SetRule]] = ()
 
     @classmethod
     def parse(cls, data: Any, prefix: str = "") -> Self:
@@ -30,8 +35,15 @@ class Model(BaseModel):
 
     @classmethod
     def raw_problems(cls, data: Any) -> list[tuple[str, str]]:
-        """Checks on the document as given, before pydantic coerces anything; none by default."""
-        return []
+        """The rulebook's checks on the document as given, as the API server runs them (CEL)."""
+        found = check(data, cls.RULES, cls.SETS)
+        if isinstance(data, Mapping):
+            for name, info in cls.model_fields.items():
+                part = info.annotation
+                if isinstance(part, type) and issubclass(part, Model):
+                    key = info.alias or name
+                    found += [(f"{key}.{field}", why) for field, why in part.raw_problems(data.get(key))]
+        return found
 
     def problems(self) -> list[tuple[str, str]]:
         """Rules that span fields, as (field path, why); none by default."""

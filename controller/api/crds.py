@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from controller.api.base import Model
 from controller.api.hosts import HypervisorHostSpec, HypervisorHostStatus
 from controller.api.policy import MigrationPolicySpec
 from controller.api.resource import GROUP, VERSION
@@ -64,39 +65,16 @@ def model_schema(model: type[Any]) -> Schema:
     return structural(raw, raw.get("$defs", {}))
 
 
-# Rules that span fields, checked by the API server itself (CEL), mirroring the model's problems().
-MIGRATION_RULES = [
-    {
-        "rule": "self.source != self.destination || (has(self.dname) && self.dname != self.domain)",
-        "message": "destination is the source host: set dname to migrate to the same host",
-        "fieldPath": ".destination",
-    },
-    {
-        "rule": "!has(self.flags) || !('offline' in self.flags && 'live' in self.flags)",
-        "message": "flags offline and live cannot be combined",
-        "fieldPath": ".flags",
-    },
-    {
-        "rule": "!has(self.flags) || !('offline' in self.flags && 'postCopy' in self.flags)",
-        "message": "flags offline and postCopy cannot be combined",
-        "fieldPath": ".flags",
-    },
-    {
-        "rule": "!has(self.flags) || !('nonSharedDisk' in self.flags && 'nonSharedInc' in self.flags)",
-        "message": "flags nonSharedDisk and nonSharedInc cannot be combined",
-        "fieldPath": ".flags",
-    },
-    {
-        "rule": "!has(self.flags) || !('offline' in self.flags) || 'persistDest' in self.flags",
-        "message": "flag offline needs persistDest",
-        "fieldPath": ".flags",
-    },
-    {
-        "rule": "!has(self.params) || !has(self.params.bandwidth) || int(self.params.bandwidth) >= 0",
-        "message": "params.bandwidth must be at least 0",
-        "fieldPath": ".params.bandwidth",
-    },
-]
+def with_rules(schema: Schema, model: type[Model]) -> Schema:
+    """The model's part of the rulebook, as the API server checks it: CEL rules and list types."""
+    if model.RULES:
+        schema["x-kubernetes-validations"] = [rule.crd() for rule in model.RULES]
+    for rule in model.SETS:
+        node = schema
+        for part in rule.field:
+            node = node["properties"][part]
+        node["x-kubernetes-list-type"] = "set"
+    return schema
 
 
 def _status_schema(model: type[Any]) -> Schema:
@@ -154,8 +132,7 @@ def crd(
 
 
 def domain_migration_crd() -> Schema:
-    spec = model_schema(DomainMigrationSpec)
-    spec["x-kubernetes-validations"] = MIGRATION_RULES
+    spec = with_rules(model_schema(DomainMigrationSpec), DomainMigrationSpec)
     spec["properties"]["params"]["additionalProperties"] = {"x-kubernetes-int-or-string": True}
     columns: list[Schema] = [
         {"name": "Domain", "type": "string", "jsonPath": ".spec.domain"},
@@ -186,14 +163,7 @@ def hypervisor_host_crd() -> Schema:
         {"name": "Domains", "type": "integer", "jsonPath": ".status.domainCount"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
-    spec = model_schema(HypervisorHostSpec)
-    spec["x-kubernetes-validations"] = [
-        {
-            "rule": "!self.uri.matches('^[^/]*//[^/@]*:[^/@]*@')",
-            "message": "uri must not carry a password: put credentials in a Secret named by credentialsSecretRef",
-            "fieldPath": ".uri",
-        }
-    ]
+    spec = with_rules(model_schema(HypervisorHostSpec), HypervisorHostSpec)
     return crd(
         "hypervisorhosts", "HypervisorHost", "Cluster", ["hvh"], spec, _status_schema(HypervisorHostStatus), columns
     )

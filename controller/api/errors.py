@@ -1,9 +1,12 @@
 """Turning validation failures into one line per field, never a pydantic dump."""
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
+
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SpecError(ValueError):
@@ -15,6 +18,7 @@ class SpecError(ValueError):
 
 
 def field_path(loc: Iterable[int | str], prefix: str = "") -> str:
+    """A field as the API server names it: `spec.flags[1]`, `spec.params[xen.port]`."""
     path = prefix
     for part in loc:
         if isinstance(part, int):
@@ -22,6 +26,8 @@ def field_path(loc: Iterable[int | str], prefix: str = "") -> str:
         elif part.startswith("function-") or part in ("int", "str"):
             # pydantic's internal branch labels (unions, validators) are not fields.
             continue
+        elif not IDENT.match(part) and path:
+            path += f"[{part}]"
         else:
             path += f".{part}" if path else str(part)
     return path or "(document)"

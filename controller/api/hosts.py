@@ -1,12 +1,12 @@
 """The HypervisorHost document: how to reach one host, and what it allows."""
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt
 
 from controller.api.base import Model
 from controller.api.resource import ObjectMeta
+from controller.api.rules import HOST_SPEC
 from controller.api.status import Condition
 
 
@@ -16,8 +16,8 @@ class SecretRef(Model):
 
 
 class HostLimits(Model):
-    max_outbound: Annotated[int, Field(ge=0)] | None = None
-    max_inbound: Annotated[int, Field(ge=0)] | None = None
+    max_outbound: Annotated[StrictInt, Field(ge=0)] | None = None
+    max_inbound: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
 class TestDomain(Model):
@@ -25,32 +25,25 @@ class TestDomain(Model):
 
     name: str = Field(min_length=1)
     uuid: str | None = None
-    memory_mi_b: Annotated[int, Field(ge=1)] = 1024
-    dirty_rate_mi_bps: Annotated[float, Field(ge=0)] = 0.0
-    running: bool = True
-    persistent: bool = True
+    memory_mi_b: Annotated[StrictInt, Field(ge=1)] = 1024
+    dirty_rate_mi_bps: Annotated[StrictFloat, Field(ge=0)] = 0.0
+    running: StrictBool = True
+    persistent: StrictBool = True
 
 
 class TestHostFaults(Model):
     """Failure injection for the `test` driver, as fractions of the data sent."""
 
-    unreachable: bool = False
-    destination_dies_at: Annotated[float, Field(ge=0, le=1)] | None = None
-    source_dies_at: Annotated[float, Field(ge=0, le=1)] | None = None
+    unreachable: StrictBool = False
+    destination_dies_at: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
+    source_dies_at: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
 
 
 class TestHostSpec(Model):
     domains: list[TestDomain] = Field(default_factory=list)
-    link_mi_bps: Annotated[float, Field(gt=0)] = 1000.0
+    link_mi_bps: Annotated[StrictFloat, Field(gt=0)] = 1000.0
     hostname: str | None = None
     faults: TestHostFaults = Field(default_factory=TestHostFaults)
-
-
-def _has_password(uri: str) -> bool:
-    try:
-        return urlsplit(uri).password is not None
-    except ValueError:
-        return False
 
 
 class HypervisorHostSpec(Model):
@@ -62,17 +55,10 @@ class HypervisorHostSpec(Model):
     allowed_namespaces: list[str] | None = None
     # libvirt: the source daemon drives the migration itself (VIR_MIGRATE_PEER2PEER), so it goes on
     # if the controller dies; else the controller drives libvirt's protocol between the daemons.
-    peer_to_peer: bool = False
+    peer_to_peer: StrictBool = False
     test: TestHostSpec | None = None
 
-    def problems(self) -> list[tuple[str, str]]:
-        if _has_password(self.uri):
-            return [("uri", "must not carry a password: put credentials in a Secret named by credentialsSecretRef")]
-        if self.test is not None and self.driver != "test":
-            return [("test", f"is only for the test driver, not {self.driver}")]
-        if self.peer_to_peer and self.driver != "libvirt":
-            return [("peerToPeer", f"is only for the libvirt driver, not {self.driver}")]
-        return []
+    RULES = HOST_SPEC
 
 
 class HypervisorHostStatus(Model):
@@ -93,9 +79,6 @@ class HypervisorHost(Model):
     metadata: ObjectMeta
     spec: HypervisorHostSpec
     status: HypervisorHostStatus = Field(default_factory=HypervisorHostStatus)
-
-    def problems(self) -> list[tuple[str, str]]:
-        return [(f"spec.{field}", why) for field, why in self.spec.problems()]
 
     @property
     def name(self) -> str:

@@ -73,17 +73,3 @@ SPEC_FIELD_FOR: dict[str, str] = {
 
 # Parameters that may change while the migration runs.
 LIVE_TUNABLE = frozenset({"bandwidth", "downtime"})
-
-
-def check_param(name: str, value: ParamValue) -> str | None:
-    """Why this parameter is invalid (regardless of driver), or None."""
-    if not NAME_PATTERN.match(name):
-        return "is not a valid parameter name (lower-case words separated by dots)"
-    if name in SPEC_FIELD_FOR:
-        return f"is set through spec.{SPEC_FIELD_FOR[name]}, not as a parameter"
-    known = KNOWN_PARAMS.get(name)
-    if known is None:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            return f"must be an integer or a string, got {value!r}"
-        return None
-    return known.check(value)

@@ -8,7 +8,7 @@ What the DomainMigration says itself always wins over what a policy says.
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from controller.api.base import Model
 from controller.api.resource import ObjectMeta
@@ -21,12 +21,12 @@ class PolicySelectors(Model):
 
 class MigrationPolicySpec(Model):
     selectors: PolicySelectors = Field(default_factory=PolicySelectors)
-    bandwidth_per_migration: Annotated[int, Field(ge=0)] | None = None  # MiB/s
-    max_downtime_ms: Annotated[int, Field(ge=1)] | None = None
-    completion_timeout_per_gi_b: Annotated[int, Field(ge=1)] | None = None
-    progress_timeout: Annotated[int, Field(ge=1)] | None = None
-    allow_auto_converge: bool | None = None
-    allow_post_copy: bool | None = None
+    bandwidth_per_migration: Annotated[StrictInt, Field(ge=0)] | None = None  # MiB/s
+    max_downtime_ms: Annotated[StrictInt, Field(ge=1)] | None = None
+    completion_timeout_per_gi_b: Annotated[StrictInt, Field(ge=1)] | None = None
+    progress_timeout: Annotated[StrictInt, Field(ge=1)] | None = None
+    allow_auto_converge: StrictBool | None = None
+    allow_post_copy: StrictBool | None = None
     on_timeout: Literal["abort", "postCopy", "forceComplete"] | None = None
 
 

@@ -31,14 +31,6 @@ class DomainMigration(Model):
     spec: DomainMigrationSpec
     status: DomainMigrationStatus = Field(default_factory=DomainMigrationStatus)
 
-    @classmethod
-    def raw_problems(cls, data: Any) -> list[tuple[str, str]]:
-        spec = data.get("spec") if isinstance(data, dict) else None
-        return [(f"spec.{field}", why) for field, why in DomainMigrationSpec.raw_problems(spec)]
-
-    def problems(self) -> list[tuple[str, str]]:
-        return [(f"spec.{field}", why) for field, why in self.spec.problems()]
-
     @property
     def key(self) -> str:
         ns = self.metadata.namespace

@@ -44,7 +44,7 @@ def test_a_parameter_of_the_wrong_type_is_refused(value: object) -> None:
 
 def test_unknown_compression_method() -> None:
     assert problems(params={"compression": "lz4"}) == [
-        "spec.params.compression: 'lz4' is not one of xbzrle, mt, zlib, zstd"
+        "spec.params.compression: must be one of xbzrle, mt, zlib, zstd (or a comma-separated list of them), got 'lz4'"
     ]
 
 
@@ -65,7 +65,7 @@ def test_a_driver_prefixed_unknown_parameter_is_left_to_the_driver() -> None:
         (["offline", "live", "persistDest"], "offline and live cannot be combined"),
         (["nonSharedDisk", "nonSharedInc"], "nonSharedDisk and nonSharedInc cannot be combined"),
         (["offline"], "offline needs persistDest"),
-        (["live", "live"], "live is listed twice"),
+        (["live", "live"], "duplicate value 'live'"),
     ],
 )
 def test_flag_conflicts(flags: list[str], expected: str) -> None:

@@ -1,0 +1,157 @@
+"""The rulebook: every rule about a spec beyond one field's own type, range, length or pattern.
+
+Each rule is written once, here. The model checks it (`Model.parse`), the CRD carries it as a
+CEL rule (`controller.api.crds`), and the admission webhook answers with the model's words; a
+test walks this book and sends a document breaking each rule to all three. A single field's
+constraints (pattern, range, length, enum) are the pydantic fields' own, from which the CRD's
+OpenAPI schema is generated; `tests/api/test_rulebook.py` walks those too.
+"""
+
+from __future__ import annotations
+
+from controller.api.enums import MigrationFlag
+from controller.api.expressions import Expr, F, KeysMatch, Rule, SetRule
+from controller.api.params import KNOWN_PARAMS, NAME_PATTERN, SPEC_FIELD_FOR, ParamType
+
+# Pairs libvirt refuses together, with its reason.
+CONFLICTS: list[tuple[MigrationFlag, MigrationFlag, str]] = [
+    (MigrationFlag.offline, MigrationFlag.live, "an offline migration moves no running state"),
+    (MigrationFlag.offline, MigrationFlag.postCopy, "post-copy needs a running domain"),
+    (MigrationFlag.offline, MigrationFlag.autoConverge, "auto-converge throttles a running domain"),
+    (MigrationFlag.nonSharedDisk, MigrationFlag.nonSharedInc, "choose a full or an incremental disk copy"),
+]
+
+
+def _flag(flag: MigrationFlag) -> Expr:
+    return F("flags").present() & F("flags").contains(flag.value)
+
+
+def _flag_rules() -> list[Rule]:
+    rules = []
+    for a, b, why in CONFLICTS:
+        flags = [a.value, b.value] + ([MigrationFlag.persistDest.value] if MigrationFlag.offline in (a, b) else [])
+        rules.append(
+            Rule(
+                ("flags",),
+                ~(_flag(a) & _flag(b)),
+                f"{a.value} and {b.value} cannot be combined: {why}",
+                {"flags": flags},
+            )
+        )
+    rules.append(
+        Rule(
+            ("flags",),
+            _flag(MigrationFlag.offline).implies(_flag(MigrationFlag.persistDest)),
+            "offline needs persistDest: an offline migration only moves the definition",
+            {"flags": [MigrationFlag.offline.value]},
+        )
+    )
+    return rules
+
+
+def _wrong(kind: ParamType) -> int | str:
+    return "fast" if kind.kind is int else 7
+
+
+def _param_rules(name: str, kind: ParamType) -> list[Rule]:
+    value = F("params", key=name)
+    given = value.present()
+    unit = f" ({kind.unit})" if kind.unit else ""
+    if kind.kind is int:
+        rules = [Rule(("params", name), given.implies(value.is_int()), f"must be an integer{unit}", {}, value)]
+        if kind.minimum is not None:
+            rules.append(
+                Rule(
+                    ("params", name),
+                    given.implies(~value.is_int() | value.ge(kind.minimum)),
+                    f"must be at least {kind.minimum}",
+                    {"params": {name: kind.minimum - 1}},
+                    value,
+                )
+            )
+        if kind.maximum is not None:
+            rules.append(
+                Rule(
+                    ("params", name),
+                    given.implies(~value.is_int() | value.le(kind.maximum)),
+                    f"must be at most {kind.maximum}",
+                    {"params": {name: kind.maximum + 1}},
+                    value,
+                )
+            )
+    else:
+        rules = [Rule(("params", name), given.implies(value.is_string()), "must be a string", {}, value)]
+        if kind.choices is not None:
+            one = "(" + "|".join(kind.choices) + ")"
+            rules.append(
+                Rule(
+                    ("params", name),
+                    given.implies(~value.is_string() | value.matches(f"^{one}(,{one})*$")),
+                    f"must be one of {', '.join(kind.choices)} (or a comma-separated list of them)",
+                    {"params": {name: "gzip"}},
+                    value,
+                )
+            )
+    rules[0] = Rule(rules[0].field, rules[0].must, rules[0].message, {"params": {name: _wrong(kind)}}, value)
+    return rules
+
+
+def _params_rules() -> list[Rule]:
+    names = KeysMatch(F("params"), NAME_PATTERN.pattern)
+    rules = [
+        Rule(
+            ("params",),
+            ~F("params").present() | names,
+            "parameter names are libvirt's typed-parameter names: lower-case words separated by dots",
+            {"params": {"Not A Name": 1}},
+            names,
+        )
+    ]
+    for name, field in SPEC_FIELD_FOR.items():
+        rules.append(
+            Rule(
+                ("params", name),
+                ~F("params", key=name).present(),
+                f"is set through spec.{field}, not as a parameter",
+                {"params": {name: "x"}},
+            )
+        )
+    for name, kind in KNOWN_PARAMS.items():
+        rules.extend(_param_rules(name, kind))
+    return rules
+
+
+MIGRATION_SPEC: list[Rule] = [
+    *_flag_rules(),
+    Rule(
+        ("destination",),
+        F("source").ne(F("destination")) | (F("dname").present() & F("dname").ne(F("domain"))),
+        "is the source host: set dname to migrate to the same host",
+        {"destination": "host-a"},
+    ),
+    *_params_rules(),
+]
+MIGRATION_SPEC_SETS: list[SetRule] = [SetRule(("flags",), {"flags": ["live", "live"]})]
+
+HOST_SPEC: list[Rule] = [
+    Rule(
+        ("uri",),
+        ~F("uri").matches("^[^/]*//[^/@]*:[^/@]*@"),
+        "must not carry a password: put credentials in a Secret named by credentialsSecretRef",
+        {"uri": "qemu+tcp://admin:hunter2@host-a/system"},
+    ),
+    Rule(
+        ("test",),
+        ~F("test").present() | F("driver").eq("test"),
+        "is only for the test driver",
+        {"driver": "xend", "uri": "xend+http://host-a:8000"},
+        F("driver"),
+    ),
+    Rule(
+        ("peerToPeer",),
+        ~F("peerToPeer").present() | F("peerToPeer").eq(False) | F("driver").eq("libvirt"),
+        "is only for the libvirt driver",
+        {"peerToPeer": True},
+        F("driver"),
+    ),
+]
