@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from typing import Any
 
@@ -15,11 +16,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--priority", type=int, help="peering priority (default: random, so replicas differ)")
     p.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
+    p.add_argument(
+        "--webhook-listen",
+        metavar="HOST:PORT",
+        help="serve the admission webhook here over HTTPS (self-made certificate) and register it with the API server",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_operator)
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
+    if args.webhook_listen:
+        os.environ["DOMIG_WEBHOOK_LISTEN"] = args.webhook_listen  # read by the handlers' configuration
     import kopf
     import prometheus_client
 

@@ -20,7 +20,9 @@ from controller.operator.hosts import limits_of
 from controller.operator.kube import Kube
 from controller.operator.migrations import ACTIVE, MigrationDaemon, running_tickets, ticket_of
 from controller.operator.probe import probe
-from controller.operator.reporting import refusal_condition
+from controller.operator.reporting import observed, refusal_condition
+from controller.operator.review import review_host, review_migration
+from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
 
 CONFIG = OperatorConfig.from_environment()
 FINALIZER = f"{GROUP}/finalizer"
@@ -38,6 +40,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         admission=Admission(CONFIG.max_parallel, lambda name: limits_of(ctx.hosts_index, name)),
     )
     memo.ctx = ctx
+    if CONFIG.webhook_listen:
+        settings.admission.managed = CONFIGURATION
+        settings.admission.server = (
+            await cluster_server(CONFIG.webhook_listen, CONFIG.webhook_service, ctx.kube)
+            if CONFIG.webhook_service
+            else local_server(CONFIG.webhook_listen)
+        )
 
 
 @kopf.on.cleanup()
@@ -91,16 +100,39 @@ async def migrate(
 async def spec_changed_after_the_end(
     new: Any, status: kopf.Status, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A finished migration's daemon is gone; say here that its spec change is not acted on."""
-    if status.get("phase") not in {Phase.Succeeded.value, Phase.Failed.value, Phase.Aborted.value}:
-        return
-    fields = refused_changes(dict(status.get("acceptedSpec") or {}), dict(new or {}))
-    if not status.get("acceptedSpec") or not fields:
-        return
-    condition = refusal_condition(fields).dump()
-    others = [c for c in status.get("conditions", []) if c.get("type") != condition["type"]]
-    await memo.ctx.kube.patch_status("domainmigrations", name, namespace, {"conditions": [*others, condition]})
-    kopf.event(body, type="Warning", reason="SpecChangeRefused", message=condition["message"])
+    """A finished migration's daemon is gone: record here that the edit was seen, and not acted on."""
+    if status.get("phase") not in {p.value for p in Phase if p.terminal}:
+        return  # the running daemon observes its own edits (MigrationDaemon.follow_spec)
+    accepted = dict(status.get("acceptedSpec") or {})
+    fields = refused_changes(accepted, dict(new or {})) if accepted else []
+    refusal = refusal_condition(fields) if fields else None
+    patch = observed(status, body.metadata.get("generation"), refusal)
+    await memo.ctx.kube.patch_status("domainmigrations", name, namespace, patch)
+    if refusal is not None:
+        kopf.event(body, type="Warning", reason="SpecChangeRefused", message=refusal.message)
+
+
+def validate_migration(body: kopf.Body, memo: Any, warnings: list[str], **kwargs: Any) -> None:
+    verdict = review_migration(body, kwargs.get("old"), kwargs["hypervisor_hosts"], memo.ctx.drivers)
+    warnings.extend(verdict.warnings)
+    if verdict.problems:
+        raise kopf.AdmissionError(verdict.message, code=422)
+
+
+def validate_host(body: kopf.Body, **_: Any) -> None:
+    verdict = review_host(body)
+    if verdict.problems:
+        raise kopf.AdmissionError(verdict.message, code=422)
+
+
+# Only with a server to serve them: kopf refuses to run admission handlers without one.
+# Ignore on failure: the operator checks everything again itself, and a webhook that is down must
+# not stop users from aborting or deleting migrations (README: "The admission webhook").
+if CONFIG.webhook_listen:
+    kopf.on.validate(GROUP, VERSION, "domainmigrations", id="migrations", operations=["CREATE", "UPDATE"],
+                     ignore_failures=True)(validate_migration)  # fmt: skip
+    kopf.on.validate(GROUP, VERSION, "hypervisorhosts", id="hosts", operations=["CREATE", "UPDATE"],
+                     ignore_failures=True)(validate_host)  # fmt: skip
 
 
 @kopf.timer(GROUP, VERSION, "hypervisorhosts", interval=CONFIG.probe_interval, initial_delay=0.1)

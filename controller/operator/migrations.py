@@ -23,7 +23,7 @@ from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
 from controller.operator.admission import Ticket
 from controller.operator.context import Context
 from controller.operator.hosts import HostIndex, HostProblem, check_host, resolve
-from controller.operator.reporting import Reporter, known_status
+from controller.operator.reporting import Reporter, known_status, observed
 
 ACTIVE = (Phase.Validating, Phase.Preparing, Phase.Migrating, Phase.Verifying)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -77,6 +77,7 @@ class MigrationDaemon:
         except SpecError:
             self.status = DomainMigrationStatus()
         if self.status.phase.terminal:
+            await self.catch_up()  # an edit made while no operator ran is seen now
             return  # finished: never run again, whatever is re-applied
         self.accepted = dict(self.status.accepted_spec or self.body.spec)
         watcher = asyncio.create_task(self.follow_spec())
@@ -100,6 +101,12 @@ class MigrationDaemon:
         finally:
             watcher.cancel()
             self.ctx.admission.release(self.key)
+
+    async def catch_up(self) -> None:
+        generation = self.body.metadata.get("generation")
+        if self.status.observed_generation != generation:
+            patch = observed(self.body.get("status") or {}, generation)
+            await self.ctx.kube.patch_status("domainmigrations", self.name, self.namespace, patch)
 
     def parse(self) -> DomainMigration:
         meta = {"name": self.name, "namespace": self.namespace, "generation": self.body.metadata.get("generation")}
@@ -240,6 +247,7 @@ class MigrationDaemon:
                 if isinstance(value, int) and value != tuned[name]:
                     tuned[name] = value
                     self.controls.tune(name, value)
-            if self.reporter.refuse_changes(refused_changes(self.accepted, live)) and self.reporter.last is not None:
-                await self.reporter.patch(self.reporter.last)
+            refusals_changed = self.reporter.refuse_changes(refused_changes(self.accepted, live))
+            if refusals_changed or self.reporter.observed != self.body.metadata.get("generation"):
+                await self.reporter.patch(self.reporter.last or self.status)  # observedGeneration catches up
             await asyncio.sleep(0.5)

@@ -47,6 +47,7 @@ class Reporter:
         self.extra_conditions: list[Condition] = []
         self.last: DomainMigrationStatus | None = None
         self.saved_marker = initial_marker
+        self.observed: int | None = None  # the generation the last patch recorded
 
     @property
     def name(self) -> str:
@@ -79,6 +80,7 @@ class Reporter:
         await self.kube.patch_status("domainmigrations", self.name, self.namespace, status_patch(status))
         self.last_patch = asyncio.get_running_loop().time()
         self.saved_marker = status.migration_start_time
+        self.observed = generation
 
     def event(self, transition: Transition) -> None:
         kind = "Warning" if transition.after in WARNING_PHASES else "Normal"
@@ -91,6 +93,24 @@ class Reporter:
         before = [(c.status, c.message) for c in self.extra_conditions]
         self.extra_conditions = [refusal_condition(fields)]
         return before != [(c.status, c.message) for c in self.extra_conditions]
+
+
+def observed(status: Mapping[str, Any], generation: int | None, condition: Condition | None = None) -> dict[str, Any]:
+    """A status patch recording that this generation was seen (kstatus reads it), adding `condition`.
+
+    Every other condition is kept as it is, its transition time included; `condition` keeps the
+    time of the one it replaces when its status did not flip.
+    """
+    conditions = [dict(c) for c in status.get("conditions") or []]
+    if condition is not None:
+        fresh = condition.dump()
+        before = next((c for c in conditions if c.get("type") == fresh["type"]), None)
+        if before is not None and before.get("status") == fresh["status"]:
+            fresh["lastTransitionTime"] = before.get("lastTransitionTime", fresh["lastTransitionTime"])
+        conditions = [c for c in conditions if c.get("type") != fresh["type"]] + [fresh]
+    for c in conditions:
+        c["observedGeneration"] = generation
+    return {"observedGeneration": generation, "conditions": conditions}
 
 
 def refusal_condition(fields: list[str]) -> Condition:

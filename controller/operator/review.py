@@ -1,0 +1,122 @@
+"""What the validating admission webhook answers: what no schema can check, against the live hosts.
+
+The schema and CEL rules (the rulebook) already refused what is wrong in itself; this adds what
+depends on other objects: whether the hosts' drivers can honour the rename, flags and parameters
+(the 2007 proposal's NoSupport), whether a host allows the namespace, and whether an admitted
+spec changes where it may not. It only reads: the webhook never moves anything, and the operator
+checks all of this again itself, so a cluster without the webhook is still safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.api.errors import SpecError
+from controller.api.hosts import HypervisorHost
+from controller.api.immutability import MUTABLE, refused_changes
+from controller.api.resource import DomainMigration
+from controller.backends.base import BackendError
+from controller.backends.registry import DriverTable
+from controller.engine.checks import unsupported_fields
+from controller.operator.hosts import HostIndex, lookup
+
+LIVE_FIELDS = ", ".join(sorted(MUTABLE))
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        return "; ".join(self.problems)
+
+
+def admitted_spec(old: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The spec the operator started with, once it has: changes to it are refused from then on."""
+    status = (old or {}).get("status") or {}
+    accepted = status.get("acceptedSpec")
+    if accepted:
+        return dict(accepted)
+    if status.get("phase") not in (None, "Pending"):
+        return dict((old or {}).get("spec") or {})
+    return None
+
+
+def review_migration(
+    new: Mapping[str, Any], old: Mapping[str, Any] | None, hosts: HostIndex, drivers: DriverTable
+) -> Verdict:
+    verdict = Verdict()
+    meta = new.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    spec = dict(new.get("spec") or {})
+    try:
+        migration = DomainMigration.parse(
+            {"metadata": {"name": meta.get("name") or "x", "namespace": namespace}, "spec": spec}
+        )
+    except SpecError as exc:
+        verdict.problems.extend(exc.problems)
+        return verdict
+    accepted = admitted_spec(old)
+    if accepted is not None:
+        for changed in refused_changes(accepted, spec):
+            verdict.problems.append(
+                f"spec.{changed}: cannot change once the migration has been admitted (only {LIVE_FIELDS} may):"
+                " create a new DomainMigration instead"
+            )
+        return verdict  # the hosts were checked when it was admitted; they are the operator's to watch now
+    _check_hosts(migration, namespace, hosts, drivers, verdict)
+    return verdict
+
+
+def _check_hosts(
+    migration: DomainMigration, namespace: str, hosts: HostIndex, drivers: DriverTable, verdict: Verdict
+) -> None:
+    spec = migration.spec
+    found = {}
+    for side in ("source", "destination"):
+        name = getattr(spec, side)
+        host = lookup(hosts, name)
+        if host is None:
+            verdict.warnings.append(
+                f"spec.{side}: no HypervisorHost named {name!r} yet; the migration waits Pending until it exists"
+            )
+            continue
+        found[side] = host
+        allowed = host.spec.allowed_namespaces
+        if allowed is not None and namespace not in allowed:
+            verdict.problems.append(
+                f"spec.{side}: NamespaceNotAllowed: HypervisorHost {name} does not allow namespace {namespace}"
+                f" (allowedNamespaces: {', '.join(allowed) or 'none'})"
+            )
+    if "source" in found and "destination" in found:
+        a, b = found["source"].spec.driver, found["destination"].spec.driver
+        if a != b:
+            verdict.problems.append(
+                f"spec.destination: NoSupport: cannot migrate between drivers: {spec.source} uses {a},"
+                f" {spec.destination} uses {b}"
+            )
+    seen: set[tuple[str, str]] = set()
+    for side, host in found.items():
+        driver_name = host.spec.driver
+        try:
+            caps = drivers.get(driver_name).capabilities
+        except BackendError as exc:
+            verdict.warnings.append(f"spec.{side}: the {driver_name} driver could not be checked here: {exc}")
+            continue
+        for where, why in unsupported_fields(spec, driver_name, caps):
+            if (where, why) not in seen:
+                seen.add((where, why))
+                verdict.problems.append(f"spec.{where}: NoSupport: {why} ({side} host {host.name})")
+
+
+def review_host(new: Mapping[str, Any]) -> Verdict:
+    verdict = Verdict()
+    try:
+        HypervisorHost.parse({"metadata": new.get("metadata") or {"name": "x"}, "spec": new.get("spec") or {}})
+    except SpecError as exc:
+        verdict.problems.extend(exc.problems)
+    return verdict
