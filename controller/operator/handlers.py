@@ -26,6 +26,7 @@ from controller.operator.webhook import CONFIGURATION, cluster_server, local_ser
 
 CONFIG = OperatorConfig.from_environment()
 FINALIZER = f"{GROUP}/finalizer"
+TERMINAL = {phase.value for phase in Phase if phase.terminal}
 
 
 @kopf.on.startup()
@@ -96,18 +97,22 @@ async def migrate(
     await daemon.run()
 
 
-@kopf.on.update(GROUP, VERSION, "domainmigrations", field="spec")
-async def spec_changed_after_the_end(
-    new: Any, status: kopf.Status, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+@kopf.on.event(GROUP, VERSION, "domainmigrations")
+async def edited_after_the_end(
+    type: str, body: kopf.Body, status: kopf.Status, name: str, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A finished migration's daemon is gone: record here that the edit was seen, and not acted on."""
-    if status.get("phase") not in {p.value for p in Phase if p.terminal}:
-        return  # the running daemon observes its own edits (MigrationDaemon.follow_spec)
+    """A finished migration has no daemon: record here that an edit was seen, and not acted on.
+
+    An event handler, not an update handler: it sees every edit, also one that lands before kopf
+    has finished with the creation, and it does nothing once observedGeneration has caught up.
+    """
+    generation = body.metadata.get("generation")
+    if type == "DELETED" or status.get("phase") not in TERMINAL or status.get("observedGeneration") == generation:
+        return  # a running daemon observes its own edits (MigrationDaemon.follow_spec)
     accepted = dict(status.get("acceptedSpec") or {})
-    fields = refused_changes(accepted, dict(new or {})) if accepted else []
+    fields = refused_changes(accepted, dict(body.spec)) if accepted else []
     refusal = refusal_condition(fields) if fields else None
-    patch = observed(status, body.metadata.get("generation"), refusal)
-    await memo.ctx.kube.patch_status("domainmigrations", name, namespace, patch)
+    await memo.ctx.kube.patch_status("domainmigrations", name, namespace, observed(status, generation, refusal))
     if refusal is not None:
         kopf.event(body, type="Warning", reason="SpecChangeRefused", message=refusal.message)
 

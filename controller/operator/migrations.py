@@ -23,7 +23,7 @@ from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
 from controller.operator.admission import Ticket
 from controller.operator.context import Context
 from controller.operator.hosts import HostIndex, HostProblem, check_host, resolve
-from controller.operator.reporting import Reporter, known_status, observed
+from controller.operator.reporting import Reporter, known_status
 
 ACTIVE = (Phase.Validating, Phase.Preparing, Phase.Migrating, Phase.Verifying)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -77,7 +77,6 @@ class MigrationDaemon:
         except SpecError:
             self.status = DomainMigrationStatus()
         if self.status.phase.terminal:
-            await self.catch_up()  # an edit made while no operator ran is seen now
             return  # finished: never run again, whatever is re-applied
         self.accepted = dict(self.status.accepted_spec or self.body.spec)
         watcher = asyncio.create_task(self.follow_spec())
@@ -101,12 +100,6 @@ class MigrationDaemon:
         finally:
             watcher.cancel()
             self.ctx.admission.release(self.key)
-
-    async def catch_up(self) -> None:
-        generation = self.body.metadata.get("generation")
-        if self.status.observed_generation != generation:
-            patch = observed(self.body.get("status") or {}, generation)
-            await self.ctx.kube.patch_status("domainmigrations", self.name, self.namespace, patch)
 
     def parse(self) -> DomainMigration:
         meta = {"name": self.name, "namespace": self.namespace, "generation": self.body.metadata.get("generation")}
