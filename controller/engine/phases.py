@@ -87,10 +87,15 @@ def _arrived(run: Run, there: DomainInfo) -> Outcome:
     )
 
 
-def _clash(run: Run, there: DomainInfo) -> Outcome:
+def _same_domain(here: DomainInfo, there: DomainInfo) -> bool:
+    return bool(here.uuid) and here.uuid.lower() == there.uuid.lower()
+
+
+def _clash(run: Run, here: DomainInfo, there: DomainInfo) -> Outcome:
+    other = "" if _same_domain(here, there) else f": a different domain (uuid {there.uuid}, not {here.uuid})"
     return fail(
         Reason.NameClash,
-        f"a domain named {there.name} already exists on {run.spec.destination} ({there.state.value});"
+        f"a domain named {there.name} already exists on {run.spec.destination} ({there.state.value}){other};"
         " set dname to migrate under another name",
     )
 
@@ -107,8 +112,11 @@ def _check_live(run: Run, here: DomainInfo | None, there: DomainInfo | None) -> 
                 " live (flags offline and persistDest move a shut-off domain's definition)",
             )
         raise fail(Reason.DomainNotFound, f"no domain {run.spec.domain} on {run.spec.source} or {run.spec.destination}")
-    if there is not None:
-        raise _clash(run, there)
+    assert here is not None
+    # A shut-off definition with our UUID is this domain's own, left by an earlier migration
+    # without undefineSource: libvirt (and xend) run the incoming domain on it, so the way back works.
+    if there is not None and not (there.state is DomainState.shutoff and _same_domain(here, there)):
+        raise _clash(run, here, there)
 
 
 def _check_offline(run: Run, here: DomainInfo | None, there: DomainInfo | None) -> None:
@@ -122,7 +130,22 @@ def _check_offline(run: Run, here: DomainInfo | None, there: DomainInfo | None) 
             f"domain {here.name} is {here.state.value}: an offline migration moves a shut-off domain's definition",
         )
     if there is not None:
-        raise _arrived(run, there) if there.uuid == here.uuid else _clash(run, there)
+        raise _arrived(run, there) if _same_domain(here, there) else _clash(run, here, there)
+
+
+async def _no_twin(run: Run, here: DomainInfo, target_name: str) -> None:
+    """One UUID is one domain: a destination that defines ours under another name refuses the
+    incoming one (libvirt: "domain ... is already defined with uuid"), so say so before starting."""
+    twin = await _lookup(run, "destination", here.uuid) if here.uuid else None
+    if twin is None or twin.name == target_name or not _same_domain(here, twin):
+        return
+    shutoff = twin.state is DomainState.shutoff
+    hint = f"; migrate it as {twin.name} (dname: {twin.name}) to run it on that definition" if shutoff else ""
+    raise fail(
+        Reason.NameClash,
+        f"{run.spec.destination} already defines this domain (uuid {here.uuid}) as {twin.name}"
+        f" ({twin.state.value}){hint}",
+    )
 
 
 async def prepare(run: Run) -> Phase:
@@ -150,6 +173,8 @@ async def prepare(run: Run) -> Phase:
             await _not_in_flight(run)
         _check_live(run, here, there)
     assert here is not None
+    if there is None:
+        await _no_twin(run, here, target_name)
     run.memory_bytes = here.memory_bytes
     run.status.target.hostname = await _hostname(run)
     return Phase.Migrating

@@ -13,3 +13,7 @@ class XendInvalidDomain(XendError):
 
 class ArgError(XendError):
     """A form field was missing, repeated, or not of its type (xend's Args.ArgError)."""
+
+
+class VmError(XendError):
+    """xend's VmError: a domain's name or configuration refused (XendDomainInfo._checkName)."""

@@ -107,18 +107,18 @@ class Receiver:
             return
         try:
             # xend created the domain early, paused, under its own name.
-            domain = self.node.state.add(spec)
+            domain = self.node.state.receive(spec)
         except XendError as exc:
-            await self._reply(stream.err_message(str(exc)))
+            await self._reply(stream.err_message(str(exc), type(exc).__name__))
             await self._discard_rest()
             return
         try:
             complete = await self._receive_image(total)
         except BaseException:
-            self.node.state.remove(domain)
+            self.node.state.destroy(domain)  # a managed definition it arrived on stays, halted
             raise
         if not complete:
-            self.node.state.remove(domain)
+            self.node.state.destroy(domain)
             return
         await self._finish(domain)
 

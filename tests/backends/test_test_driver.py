@@ -5,12 +5,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controller.api.enums import MigrationFlag, Reason
+from controller.api.status import DomainState
 from controller.backends.base import BackendError, HostConfig, JobPhase, MigrationRequest
 from controller.backends.test import TestDriver
+from controller.backends.test.world import domain_record
 
 
 def hosts(uri: str) -> tuple[HostConfig, HostConfig]:
@@ -50,6 +53,64 @@ async def test_migrate_refuses_a_wrong_address_a_clash_and_a_second_job() -> Non
     with pytest.raises(BackendError) as info:
         await src.migrate(dst, MigrationRequest("web", "b"))
     assert info.value.reason is Reason.Busy
+
+
+LIVE = frozenset({MigrationFlag.live})
+
+
+@pytest.mark.looptime
+async def test_a_domain_migrates_back_onto_its_own_shut_off_definition() -> None:
+    driver = TestDriver()
+    a, b = hosts("test:///default")
+    src, dst = await driver.connect(a), await driver.connect(b)
+    await src.migrate(dst, MigrationRequest("web", "b.example", flags=LIVE))
+    await asyncio.sleep(2)
+    left, arrived = await src.lookup("web"), await dst.lookup("web")
+    assert left is not None and left.state is DomainState.shutoff and left.persistent  # as libvirt leaves it
+    assert arrived is not None and arrived.running and not arrived.persistent
+    await dst.migrate(src, MigrationRequest("web", "a", flags=LIVE))
+    await asyncio.sleep(2)
+    assert (await dst.job("web")).phase is JobPhase.completed
+    back = await src.lookup("web")
+    assert back is not None and back.running and back.persistent and back.uuid == left.uuid
+    assert await dst.lookup("web") is None  # it was transient there
+
+
+OTHER_UUID = "00000000-0000-0000-0000-0000000000aa"
+
+
+@pytest.mark.parametrize(
+    ("on_b", "text"),
+    [
+        ({"name": "web", "uuid": OTHER_UUID, "running": False}, f"domain 'web' already exists with uuid {OTHER_UUID}"),
+        ({"name": "web"}, "domain 'web' is already active"),  # the same UUID, running
+        ({"name": "web-old", "uuid": domain_record({"name": "web"})["uuid"], "running": False}, "'web-old' is already"),
+    ],
+)
+@pytest.mark.looptime
+async def test_migrate_refuses_what_libvirt_refuses_at_the_destination(on_b: dict[str, Any], text: str) -> None:
+    driver = TestDriver()
+    a, b = hosts("test:///default")
+    b = HostConfig("b", "test", b.uri, options={**b.options, "domains": [on_b]})
+    src, dst = await driver.connect(a), await driver.connect(b)
+    with pytest.raises(BackendError) as info:
+        await src.migrate(dst, MigrationRequest("web", "b.example", flags=LIVE))
+    assert info.value.reason is Reason.NameClash and text in info.value.message
+    assert (await src.job("web")).phase is JobPhase.none
+
+
+@pytest.mark.looptime
+async def test_post_copy_onto_our_definition_shows_one_running_domain_there() -> None:
+    driver = TestDriver()
+    a = HostConfig("a", "test", "test:///default", options={"domains": [{"name": "web", "dirtyRateMiBps": 2000}]})
+    b = HostConfig("b", "test", "test:///default", options={"domains": [{"name": "web", "running": False}]})
+    src, dst = await driver.connect(a), await driver.connect(b)
+    flags = frozenset({MigrationFlag.live, MigrationFlag.postCopy})
+    await src.migrate(dst, MigrationRequest("web", "b", flags=flags))
+    await asyncio.sleep(3)
+    await src.start_postcopy("web")
+    await asyncio.sleep(0.001)
+    assert [(d.name, d.state) for d in await dst.list_domains()] == [("web", DomainState.running)]
 
 
 WORKER = """

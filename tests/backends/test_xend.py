@@ -84,6 +84,30 @@ async def test_undefine_source_sends_no_delete_when_xend_forgot_the_domain() -> 
         assert posts(lab.a, "delete") == []
 
 
+async def test_a_managed_domain_goes_there_and_back_onto_its_halted_definition() -> None:
+    async with xend_lab(domains=[f"name=web,memory=256,managed=1,uuid={UUID}"]) as lab:
+        there = await lab.run(migration())
+        assert there.phase is Phase.Succeeded, there.message
+        left = lab.a.domain("web")
+        assert left is not None and left.state is Power.HALTED and left.managed  # xend keeps it defined
+        back = await lab.run(migration(source="b", destination="a", params={"xen.port": lab.a.relocation_port}))
+        assert (back.phase, back.reason) == (Phase.Succeeded, Reason.Completed), back.message
+        web = lab.a.domain("web")
+        assert web is not None and web.state is Power.RUNNING and web.managed and web.uuid == UUID
+        assert lab.b.domain("web") is None  # arrived there unmanaged: gone once it left
+        assert back.target is not None and back.target.uuid == UUID
+        assert len(posts(lab.a, "migrate")) == 1 and len(posts(lab.b, "migrate")) == 1
+
+
+async def test_another_domain_under_the_name_is_a_name_clash_before_any_migrate() -> None:
+    async with xend_lab(domains=[f"name=web,memory=256,uuid={UUID}"]) as lab:
+        lab.b.add_domain("name=web,memory=64,uuid=00000000-0000-0000-0000-0000000000aa,state=halted")
+        status = await lab.run(migration())
+        assert (status.phase, status.reason) == (Phase.Failed, Reason.NameClash)
+        assert "a different domain (uuid 00000000-0000-0000-0000-0000000000aa" in (status.message or "")
+        assert posts(lab.a, "migrate") == []
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -15,6 +15,7 @@ import pytest
 from controller.api.enums import Phase, Reason
 from controller.api.status import DomainState
 from controller.engine import Controls
+from tests.harness.guest import idle_domain_xml
 from tests.harness.libvirtd import LibvirtHosts
 from tests.libvirt.lab import A, B, Lab, Recorder, iteration_at_least, kill_qemu, migration, report
 
@@ -63,6 +64,61 @@ async def test_rename_with_dname(lab: Lab) -> None:
     assert lab.states(name) == {A: None, B: None}
     assert status.target is not None and status.target.domain == renamed
     assert status.target.uuid == status.source.uuid if status.source else False
+
+
+async def test_there_and_back_live_only_runs_on_the_definition_left_behind(lab: Lab) -> None:
+    import libvirt
+
+    name = lab.idle_guest("round")
+    there, _, t1 = await lab.run(migration(name, flags=["live"]))
+    assert (there.phase, there.reason) == (Phase.Succeeded, Reason.Completed), there.message
+    left = lab.states(name)[A]
+    assert lab.running_on(name) == [B] and left is not None and left[0] == libvirt.VIR_DOMAIN_SHUTOFF
+    back, _, t2 = await lab.run(migration(name, source=B, destination=A, flags=["live"]))
+    assert (back.phase, back.reason) == (Phase.Succeeded, Reason.Completed), back.message
+    assert lab.running_on(name) == [A] and lab.states(name)[B] is None  # transient on B: gone
+    assert there.source is not None and back.target is not None
+    conn = lab.hosts.a.open()
+    try:
+        dom = conn.lookupByName(name)
+        assert dom.isPersistent() and dom.UUIDString() == there.source.uuid == back.target.uuid
+    finally:
+        conn.close()
+    report("there and back, live only", kvm=lab.kvm, leg1_s=t1, leg2_s=t2)
+
+
+async def test_libvirt_refuses_another_uuid_or_our_uuid_under_another_name(lab: Lab) -> None:
+    """What libvirt itself refuses at the destination is what the engine calls NameClash first."""
+    import libvirt
+
+    name = lab.idle_guest("clash")
+    a, b = lab.hosts.a.open(), lab.hosts.b.open()
+    params = {libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{lab.hosts.b.spec.migration_address}"}
+    refusals: dict[str, str] = {}
+    try:
+        dom = a.lookupByName(name)
+        other = b.defineXML(idle_domain_xml(name, kvm=lab.kvm))  # the name, with a UUID of its own
+        assert other.UUIDString() != dom.UUIDString()
+        ours = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        for case in ("other uuid", "twin"):
+            if case == "twin":
+                other.undefine()
+                b.defineXML(ours.replace(f"<name>{name}</name>", f"<name>{name}-old</name>"))
+            with pytest.raises(libvirt.libvirtError) as refused:
+                await asyncio.to_thread(dom.migrate3, b, params, libvirt.VIR_MIGRATE_LIVE)
+            refusals[case] = str(refused.value)
+            status, _, _ = await lab.run(migration(name, flags=["live"]))
+            assert (status.phase, status.reason) == (Phase.Failed, Reason.NameClash), status.message
+            refusals[f"engine, {case}"] = status.message or ""
+            assert lab.running_on(name) == [A]
+    finally:
+        a.close()
+        b.close()
+    assert "already exists with uuid" in refusals["other uuid"], refusals
+    assert "a different domain" in refusals["engine, other uuid"]
+    assert "is already defined with uuid" in refusals["twin"], refusals
+    assert f"as {name}-old (shutoff)" in refusals["engine, twin"]
+    report("destination refusals", **refusals)
 
 
 async def test_dirtying_guest_stalls_without_postcopy(lab: Lab) -> None:

@@ -346,6 +346,49 @@ async def test_late_resume_is_visible_after_migrate_returns(
     assert dest.domain("web").state is Power.RUNNING  # type: ignore[union-attr]
 
 
+WEB_UUID = "4f77abd2-3019-58e8-3bab-6fbf2118f880"
+
+
+async def test_a_domain_arrives_on_its_own_halted_managed_definition(
+    source: XendHost, dest: XendHost, session: aiohttp.ClientSession
+) -> None:
+    dest.add_domain(f"name=web,memory=256,uuid={WEB_UUID},state=halted")
+    status, body = await post(session, f"{source.url}/xend/domain/web", migrate_form(dest))
+    assert (status, body) == (200, "")
+    web = dest.domain("web")
+    assert web is not None and web.state is Power.RUNNING and web.domid is not None
+    assert web.managed and web.uuid == WEB_UUID  # the incoming domain took the managed entry
+    status, record = await get_sxp(session, f"{dest.url}/xend/domain/web")
+    assert status == 200 and sxp.child_value(record, "domid") == str(web.domid)  # type: ignore[arg-type]
+    assert [d.name for d in dest.state].count("web") == 1
+
+
+@pytest.mark.parametrize(("state", "where"), [("halted", ""), ("running", " as domain 1")])
+async def test_another_vm_under_the_name_is_refused_as_xend_did(
+    source: XendHost, dest: XendHost, session: aiohttp.ClientSession, state: str, where: str
+) -> None:
+    dest.add_domain(f"name=web,memory=64,uuid=00000000-0000-0000-0000-0000000000aa,state={state}")
+    status, body = await post(session, f"{source.url}/xend/domain/web", migrate_form(dest))
+    assert status == 500 and f"VM name 'web' already exists{where}" in sxp.decode(body)[1]
+    source_web = source.domain("web")
+    assert source_web is not None and source_web.state is Power.RUNNING
+    other = dest.domain("web")
+    assert other is not None and other.uuid.endswith("aa") and other.state is Power.parse(state)
+
+
+async def test_a_dropped_stream_onto_the_managed_definition_leaves_it_halted(
+    source: XendHost, dest: XendHost, session: aiohttp.ClientSession
+) -> None:
+    dest.add_domain(f"name=web,memory=256,uuid={WEB_UUID},state=halted")
+    await dest.set_faults(drop_at=0.5)
+    status, _ = await post(session, f"{source.url}/xend/domain/web", migrate_form(dest))
+    assert status == 500
+    await asyncio.sleep(0.1)  # the destination notices the reset on its own time
+    web = dest.domain("web")
+    assert web is not None and web.state is Power.HALTED and web.domid is None and web.managed
+    assert source.domain("web").state is Power.RUNNING  # type: ignore[union-attr]
+
+
 # ---- other operations -------------------------------------------------------------
 
 

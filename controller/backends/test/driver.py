@@ -89,6 +89,23 @@ class TestDriver(Driver):
         return TestConnection(world, host)
 
 
+def _clash(record: dict[str, Any], domains: dict[str, Any], target: str) -> str | None:
+    """What libvirt's virDomainObjListAdd refuses: the name held by another UUID, our UUID under
+    another name, or our own domain already active. Our own shut-off definition takes the
+    incoming domain (a migration back to where it was defined)."""
+    existing = domains.get(target)
+    if existing is not None:
+        if existing["uuid"] != record["uuid"]:
+            return f"domain {target!r} already exists with uuid {existing['uuid']}"
+        if existing["state"] != "shutoff":
+            return f"domain {target!r} is already active"
+        return None
+    for other in domains.values():
+        if other["uuid"] == record["uuid"]:
+            return f"domain {other['name']!r} is already defined with uuid {record['uuid']}"
+    return None
+
+
 def _info(record: dict[str, Any], state: str | None = None) -> DomainInfo:
     return DomainInfo(
         name=record["name"],
@@ -115,21 +132,22 @@ class TestConnection(Connection):
     def _view(self, state: State) -> list[DomainInfo]:
         """Domains as a hypervisor would list them now, in-flight jobs included."""
         now = self.world.clock()
-        seen: list[DomainInfo] = []
+        seen: dict[str, DomainInfo] = {}
         for record in self._host(state)["domains"].values():
             job = state["jobs"].get(job_key(self.host.name, record["name"]))
             shown = record["state"]
             if job and not job.get("settled") and snapshot_of(job, now).postcopy:
                 shown = "paused"
-            seen.append(_info(record, shown))
+            seen[record["name"]] = _info(record, shown)
         for job in state["jobs"].values():
             if job["destination"] == self.host.name and not job.get("settled"):
-                # Incoming domains stay hidden until success, except once post-copy runs them here.
+                # Incoming domains stay hidden until success, except once post-copy runs them here
+                # (on our own shut-off definition, if the domain had one here).
                 if snapshot_of(job, now).postcopy:
                     source = state["hosts"][job["source"]]["domains"].get(job["domain"])
                     if source:
-                        seen.append(_info(dict(source, name=job["target"]), "running"))
-        return seen
+                        seen[job["target"]] = _info(dict(source, name=job["target"]), "running")
+        return list(seen.values())
 
     async def hostname(self) -> str:
         with self.world.txn() as state:
@@ -168,10 +186,9 @@ class TestConnection(Connection):
             offline = MigrationFlag.offline in flags
             if not offline and record["state"] not in ("running", "paused"):
                 raise BackendError(f"domain {request.domain!r} is not running", Reason.InvalidSpec)
-            if request.target_name in target["domains"]:
-                raise BackendError(
-                    f"domain {request.target_name!r} already exists on {dest.host.name}", Reason.NameClash
-                )
+            clash = _clash(record, target["domains"], request.target_name)
+            if clash:
+                raise BackendError(f"{clash} on {dest.host.name}", Reason.NameClash)
             params = request.params
             now = self.world.clock()
             link = min(float(source["linkMiBps"]), float(target["linkMiBps"])) * MiB

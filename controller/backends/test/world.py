@@ -111,7 +111,10 @@ def _finish(state: State, job: dict[str, Any], snap: Snapshot) -> None:
     if record is None:  # removed by hand meanwhile; nothing left to move
         return
     if snap.outcome == "completed":
-        moved = dict(record, name=job["target"], persistent="persistDest" in flags or job["offline"])
+        # Arriving on its own shut-off definition, the domain keeps it: libvirt swaps only the live state.
+        kept = dest.get(job["target"])
+        defined = kept is not None and kept["uuid"] == record["uuid"] and kept["persistent"]
+        moved = dict(record, name=job["target"], persistent="persistDest" in flags or job["offline"] or defined)
         moved["state"] = "shutoff" if job["offline"] else ("paused" if "paused" in flags else "running")
         dest[job["target"]] = moved
         if "undefineSource" in flags or not record["persistent"]:
