@@ -1,0 +1,177 @@
+"""The admission webhook, served by the operator over HTTPS and called as the API server calls it.
+
+Two ways in: real AdmissionReview requests sent straight to the webhook (every rule of the
+rulebook, as tests/api/test_rulebook.py sends them to the model and the API server), and the
+emulated API server calling the webhook on create and update, as `kubectl apply` would meet it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.api.violations import VALID_HOST, VALID_MIGRATION, Violation, all_violations
+from tests.kube.emulator import ApiError, ApiServer, KopfOperator
+from tests.operator.conftest import HANDLERS, NS, host, migration, until, wait_phase
+
+CONFIGURATION = "domig.dev"
+KINDS = {
+    "DomainMigration": ("domainmigrations", "migrations"),
+    "HypervisorHost": ("hypervisorhosts", "hosts"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def webhook(
+    kube: ApiServer, operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[dict[str, Any]]:
+    """The operator with its webhook on loopback; yields the configuration it registered."""
+    monkeypatch.setenv("DOMIG_WEBHOOK_LISTEN", f"127.0.0.1:{free_port()}")
+    async with KopfOperator(kube, HANDLERS):
+        config = await until(lambda: kube.read("validatingwebhookconfigurations", CONFIGURATION), within=20)
+        yield config
+
+
+def client_ssl(config: dict[str, Any]) -> ssl.SSLContext:
+    bundle = base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]).decode()
+    return ssl.create_default_context(cadata=bundle)
+
+
+def url_for(config: dict[str, Any], handler: str) -> str:
+    for hook in config["webhooks"]:
+        if hook["clientConfig"]["url"].endswith(f"/{handler}"):
+            return str(hook["clientConfig"]["url"])
+    raise KeyError(handler)
+
+
+async def review(
+    config: dict[str, Any], document: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """POST one AdmissionReview, as kube-apiserver does, and return its response part."""
+    kind = document["kind"]
+    plural, handler = KINDS[kind]
+    request_uid = str(uuid.uuid4())
+    request = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": request_uid,
+            "kind": {"group": "domig.dev", "version": "v1alpha1", "kind": kind},
+            "resource": {"group": "domig.dev", "version": "v1alpha1", "resource": plural},
+            "requestKind": {"group": "domig.dev", "version": "v1alpha1", "kind": kind},
+            "requestResource": {"group": "domig.dev", "version": "v1alpha1", "resource": plural},
+            "name": document["metadata"]["name"],
+            "namespace": document["metadata"].get("namespace"),
+            "operation": operation,
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": document,
+            "oldObject": old,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url_for(config, handler), json=request, ssl=client_ssl(config)) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+        body = await answer.json()
+    assert body["apiVersion"] == "admission.k8s.io/v1" and body["kind"] == "AdmissionReview"
+    assert body["response"]["uid"] == request_uid
+    return body["response"]  # type: ignore[no-any-return]
+
+
+WEBHOOK_VIOLATIONS = [v for v in all_violations() if v.kind in KINDS]
+
+
+async def test_the_configuration_points_at_the_webhook_with_its_ca(webhook: dict[str, Any]) -> None:
+    hooks = {h["name"]: h for h in webhook["webhooks"]}
+    assert len(hooks) == 2
+    for hook in hooks.values():
+        assert hook["failurePolicy"] == "Ignore" and hook["sideEffects"] == "None"
+        assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
+        assert {op for rule in hook["rules"] for op in rule["operations"]} == {"CREATE", "UPDATE"}
+    assert (await review(webhook, VALID_MIGRATION))["allowed"] is True
+    assert (await review(webhook, VALID_HOST))["allowed"] is True
+
+
+async def test_every_rule_is_refused_by_the_webhook_naming_the_field(webhook: dict[str, Any]) -> None:
+    async def one(v: Violation) -> str | None:
+        answer = await review(webhook, v.document)
+        message = answer.get("status", {}).get("message", "")
+        if answer["allowed"] or f"{v.field}:" not in message:
+            return f"{v.id}: {answer}"
+        return None
+
+    failures = [f for f in await asyncio.gather(*(one(v) for v in WEBHOOK_VIOLATIONS)) if f]
+    assert not failures, failures
+    assert len(WEBHOOK_VIOLATIONS) > 80
+
+
+XEN_HOSTS = [
+    {"apiVersion": "domig.dev/v1alpha1", "kind": "HypervisorHost", "metadata": {"name": name},
+     "spec": {"driver": "xend", "uri": f"xend+http://127.0.0.{i}:1", **extra}}
+    for i, (name, extra) in enumerate([("xen-a", {}), ("xen-b", {"allowedNamespaces": ["prod"]})], start=1)
+]  # fmt: skip
+
+
+async def test_apply_time_refusals_through_the_api_server(kube: ApiServer, webhook: dict[str, Any]) -> None:
+    for h in XEN_HOSTS:
+        kube.apply(h)
+    await until(lambda: all(kube.read("hypervisorhosts", h["metadata"]["name"]) for h in XEN_HOSTS))
+    await asyncio.sleep(0.5)  # the operator's index of hosts follows its watch
+
+    # A rename on an xend host: the 2007 proposal's NoSupport, naming the field and the driver.
+    with pytest.raises(ApiError) as info:
+        kube.create(migration("rename", domain="web", source="xen-a", destination="xen-a", dname="web2"))
+    text = str(info.value)
+    assert info.value.status == 422, text
+    assert 'admission webhook "migrations.domig.dev" denied the request' in text
+    assert "spec.dname: NoSupport: the xend driver does not support renaming domains" in text
+    assert kube.read("domainmigrations", "rename", NS) is None
+
+    # Flags and parameters the driver lacks, and a namespace the host does not allow.
+    with pytest.raises(ApiError) as info:
+        kube.create(migration("flags", source="xen-a", destination="xen-b", flags=["live", "postCopy"],
+                              params={"bandwidth": 100}))  # fmt: skip
+    text = str(info.value)
+    assert "spec.flags[1]: NoSupport: the xend driver does not support flag postCopy" in text
+    assert "spec.params.bandwidth: NoSupport: the xend driver does not support parameter bandwidth" in text
+    assert "spec.destination: NamespaceNotAllowed: HypervisorHost xen-b does not allow namespace default" in text
+
+
+async def test_a_host_that_does_not_exist_yet_is_allowed_with_a_warning(webhook: dict[str, Any]) -> None:
+    answer = await review(webhook, migration("later", source="nowhere", destination="host-b"))
+    assert answer["allowed"] is True
+    assert any("spec.source: no HypervisorHost named 'nowhere' yet" in w for w in answer.get("warnings", []))
+
+
+async def test_an_admitted_spec_changes_only_where_it_may(
+    kube: ApiServer, world: str, webhook: dict[str, Any]
+) -> None:
+    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 8192, "dirtyRateMiBps": 10}], linkMiBps=200))
+    kube.apply(host("host-b", world, linkMiBps=200))
+    kube.apply(migration("m"))
+    await wait_phase(kube, "m", {"Migrating"})
+    kube.patch_object("domainmigrations", "m", {"spec": {"params": {"bandwidth": 100}}}, NS)  # live: allowed
+    with pytest.raises(ApiError) as info:
+        kube.patch_object("domainmigrations", "m", {"spec": {"destination": "host-c"}}, NS)
+    text = str(info.value)
+    assert "spec.destination: cannot change once the migration has been admitted" in text
+    assert kube.read("domainmigrations", "m", NS)["spec"]["destination"] == "host-b"  # type: ignore[index]
+    kube.patch_object("domainmigrations", "m", {"spec": {"abort": True}}, NS)
+    await wait_phase(kube, "m", {"Aborted"})
