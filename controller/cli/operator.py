@@ -15,6 +15,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--priority", type=int, help="peering priority (default: random, so replicas differ)")
     p.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
+    p.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default="plain",
+        help="plain lines prefixed [namespace/name], or one JSON object per line (default: plain)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_operator)
 
@@ -24,10 +30,11 @@ def cmd_operator(args: argparse.Namespace) -> int:
     import prometheus_client
 
     import controller.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+    from controller.operator import logs
 
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
-    kopf.configure(verbose=args.verbose)
+    logs.configure(args.log_format, verbose=args.verbose)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
