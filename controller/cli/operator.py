@@ -21,6 +21,12 @@ def add_parser(sub: Any) -> None:
         metavar="HOST:PORT",
         help="serve the admission webhook here over HTTPS (self-made certificate) and register it with the API server",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default="plain",
+        help="plain lines prefixed [namespace/name], or one JSON object per line (default: plain)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_operator)
 
@@ -32,10 +38,11 @@ def cmd_operator(args: argparse.Namespace) -> int:
     import prometheus_client
 
     import controller.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+    from controller.operator import logs
 
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
-    kopf.configure(verbose=args.verbose)
+    logs.configure(args.log_format, verbose=args.verbose)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),

@@ -13,6 +13,7 @@ from controller.api.hosts import HypervisorHost
 from controller.api.immutability import refused_changes
 from controller.api.resource import GROUP, VERSION
 from controller.backends.registry import DriverTable
+from controller.operator import logs, metrics
 from controller.operator.admission import Admission
 from controller.operator.config import OperatorConfig
 from controller.operator.context import Context
@@ -33,6 +34,7 @@ TERMINAL = {phase.value for phase in Phase if phase.terminal}
 async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat it
+    metrics.host_ready.ttl = 3 * CONFIG.probe_interval
     # kopf gives each resource a shallow copy of the memo: shared state lives in one object.
     ctx = Context(
         config=CONFIG,
@@ -89,6 +91,7 @@ async def migrate(
     logger: kopf.Logger,
     **indexes: Any,
 ) -> None:
+    logs.about(body)
     hosts, active = indexes["hypervisor_hosts"], indexes["active_migrations"]
     memo.ctx.hosts_index = hosts
     memo.ctx.admission.running = lambda: running_tickets(active)
@@ -142,11 +145,19 @@ if CONFIG.webhook_listen:
 
 @kopf.timer(GROUP, VERSION, "hypervisorhosts", interval=CONFIG.probe_interval, initial_delay=0.1)
 async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
+    logs.about(body)
     previous = {"conditions": body.status.get("conditions", [])}  # so Ready keeps its transition time
     try:
         host = HypervisorHost.parse({"metadata": dict(body.metadata), "spec": dict(body.spec), "status": previous})
     except SpecError as exc:
         patch.status["reachable"] = False
         patch.status["message"] = "; ".join(exc.problems)
+        metrics.host_probed(str(body.metadata.name), str(body.spec.get("driver", metrics.UNKNOWN)), False)
         return
     patch.status.update(await probe(host, memo.ctx.drivers, memo.ctx.kube))
+
+
+# DELETED comes after the finalizer is gone, so after the probe timer stopped: no probe re-adds it.
+@kopf.on.event(GROUP, VERSION, "hypervisorhosts", when=lambda type, **_: type == "DELETED")
+def host_deleted(name: str, **_: Any) -> None:
+    metrics.host_gone(name)

@@ -20,9 +20,10 @@ from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
 from controller.backends.base import BackendError
 from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
+from controller.operator import metrics
 from controller.operator.admission import Ticket
 from controller.operator.context import Context
-from controller.operator.hosts import HostIndex, HostProblem, check_host, resolve
+from controller.operator.hosts import HostIndex, HostProblem, check_host, lookup, resolve
 from controller.operator.reporting import Reporter, known_status
 
 ACTIVE = (Phase.Validating, Phase.Preparing, Phase.Migrating, Phase.Verifying)
@@ -71,6 +72,11 @@ class MigrationDaemon:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def driver(self) -> str:
+        source = lookup(self.hosts, str(self.accepted.get("source", "")))
+        return source.spec.driver if source else metrics.UNKNOWN
+
     async def run(self) -> None:
         try:
             self.status = DomainMigrationStatus.parse(known_status(self.body.get("status")))
@@ -90,16 +96,19 @@ class MigrationDaemon:
                 self.namespace, self.name, self.accepted, self.body.metadata.get("creationTimestamp", "")
             )
             if self.status.phase is Phase.Pending:
+                metrics.mark_waiting(self.namespace, self.name, self.driver)
                 await self.admit(ticket)
                 self.adopt_policy(migration)
             else:
                 self.ctx.admission.hold(ticket)
+            metrics.mark_active(self.namespace, self.name, self.driver)
             await self.migrate(migration)
         except Ended:
             pass
         finally:
             watcher.cancel()
             self.ctx.admission.release(self.key)
+            metrics.forget(self.namespace, self.name)
 
     def parse(self) -> DomainMigration:
         meta = {"name": self.name, "namespace": self.namespace, "generation": self.body.metadata.get("generation")}
@@ -191,6 +200,7 @@ class MigrationDaemon:
         refresh_conditions(self.status, self.body.metadata.get("generation"), timestamp())
         await self.reporter.patch(self.status)
         self.reporter.event(Transition(before, phase, reason, message))
+        metrics.ended(self.namespace, self.name, self.status, self.driver)
         raise Ended()
 
     # -- the engine ------------------------------------------------------------------------------

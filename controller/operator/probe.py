@@ -8,6 +8,7 @@ from controller.api.hosts import HypervisorHost
 from controller.api.status import Condition, timestamp
 from controller.backends.base import BackendError
 from controller.backends.registry import DriverTable
+from controller.operator import metrics
 from controller.operator.hosts import HostProblem, resolve
 from controller.operator.kube import Kube
 
@@ -32,6 +33,7 @@ async def probe(host: HypervisorHost, drivers: DriverTable, kube: Kube | None) -
     except (BackendError, HostProblem) as exc:
         found = {"reachable": False, "message": str(exc)}
         ready, reason = False, "Unreachable"
+    metrics.host_probed(host.name, host.spec.driver, ready)
     before = previous.get("Ready")
     value = "True" if ready else "False"
     since = before.last_transition_time if before and before.status == value else now

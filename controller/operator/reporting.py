@@ -67,8 +67,6 @@ class Reporter:
         await self.patch(status)
         if transition is not None:
             self.event(transition)
-            if transition.after.terminal:
-                metrics.finished.labels(transition.after.value, (status.reason or transition.after).value).inc()
 
     async def patch(self, status: DomainMigrationStatus) -> None:
         generation = self.body.metadata.get("generation")

@@ -20,9 +20,11 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
     kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 1024}]))
     kube.apply(host("host-b", world))
     env = {**os.environ, **FAST, "KUBECONFIG": str(kube.kubeconfig)}
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    # Port 0 in the liveness URL would not mean "any": kopf reads it as no port, i.e. 80.
+    with socket.socket() as one, socket.socket() as other:
+        one.bind(("127.0.0.1", 0))
+        other.bind(("127.0.0.1", 0))
+        liveness_port, metrics_port = one.getsockname()[1], other.getsockname()[1]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [
@@ -32,7 +34,7 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
                 "operator",
                 "--standalone",
                 "--liveness",
-                "http://127.0.0.1:0/healthz",
+                f"http://127.0.0.1:{liveness_port}/healthz",
                 "--metrics-port",
                 str(metrics_port),
             ],
@@ -53,4 +55,4 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
     assert done["status"]["phase"] == "Succeeded", output[-3000:]
     assert where(world) == {"host-a": "shutoff", "host-b": "running"}
     assert proc.returncode == 0, output[-3000:]
-    assert 'domig_migrations_finished_total{phase="Succeeded",reason="Completed"} 1.0' in metrics
+    assert 'domig_migrations_finished_total{driver="test",phase="Succeeded",reason="Completed"} 1.0' in metrics
