@@ -48,6 +48,7 @@ class Reporter:
         self.last: DomainMigrationStatus | None = None
         self.saved_marker = initial_marker
         self.observed: int | None = None  # the generation the last patch recorded
+        self._patching = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -69,16 +70,20 @@ class Reporter:
             self.event(transition)
 
     async def patch(self, status: DomainMigrationStatus) -> None:
-        generation = self.body.metadata.get("generation")
-        kinds = {c.type for c in self.extra_conditions}
-        status.conditions = [c for c in status.conditions if c.type not in kinds] + self.extra_conditions
-        status.observed_generation = generation
-        for condition in status.conditions:
-            condition.observed_generation = generation
-        await self.kube.patch_status("domainmigrations", self.name, self.namespace, status_patch(status))
-        self.last_patch = asyncio.get_running_loop().time()
-        self.saved_marker = status.migration_start_time
-        self.observed = generation
+        # One patch at a time, each a snapshot taken when its turn comes: two in flight could land
+        # in either order, and an older one landing last would erase the migrate-call marker.
+        async with self._patching:
+            generation = self.body.metadata.get("generation")
+            kinds = {c.type for c in self.extra_conditions}
+            status.conditions = [c for c in status.conditions if c.type not in kinds] + self.extra_conditions
+            status.observed_generation = generation
+            for condition in status.conditions:
+                condition.observed_generation = generation
+            marker = status.migration_start_time
+            await self.kube.patch_status("domainmigrations", self.name, self.namespace, status_patch(status))
+            self.last_patch = asyncio.get_running_loop().time()
+            self.saved_marker = marker
+            self.observed = generation
 
     def event(self, transition: Transition) -> None:
         kind = "Warning" if transition.after in WARNING_PHASES else "Normal"
