@@ -21,7 +21,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
-from .emulator import AdmissionError, ApiError, ApiServer
+from .emulator import CEL_AVAILABLE, AdmissionError, ApiError, ApiServer
 from .emulator.certs import Certificates, make_certificates
 from .emulator.webhookconfigs import validating_webhook, validating_webhook_configuration, webhook_rule
 from .test_emulator import MERGE, TOYS, read_events, toy
@@ -333,6 +333,46 @@ async def test_namespace_and_object_selectors(kube: ApiServer, server: WebhookSe
     assert names("/prod") == ["CREATE prod/p1"]
     assert names("/named") == ["CREATE default/d1", "CREATE default/d2", "UPDATE default/d1", "UPDATE default/d1"]
     assert names("/web") == ["CREATE default/d1", "UPDATE default/d1"]
+
+
+@pytest.mark.skipif(not CEL_AVAILABLE, reason="CEL needs the common-expression-language package")
+@pytest.mark.parametrize("policy", ["Fail", "Ignore"])
+async def test_match_conditions(kube: ApiServer, server: WebhookServer, certs: Certificates, policy: str) -> None:
+    server.routes["/toys"] = allow
+    conditions = [
+        {"name": "not-a-dry-run", "expression": "!request.dryRun"},
+        {"name": "only-big", "expression": "object.spec.replicas > 1"},
+        {"name": "explicitly-big", "expression": "object.spec.extra.big"},  # a missing key is an error
+    ]
+    register(
+        kube,
+        hook("big.example.com", server.url("/toys"), certs, failure_policy=policy, match_conditions=conditions),
+    )
+    kube.create(toy("small"))  # a false condition skips the webhook, whatever the errors
+    kube.create(toy("huge", replicas=5, extra={"big": True}))
+    assert [r["request"]["name"] for r in server.reviews("/toys")] == ["huge"]
+    if policy == "Ignore":
+        kube.create(toy("big", replicas=5))  # the error skips the webhook
+        assert len(server.reviews("/toys")) == 1
+        return
+    with pytest.raises(ApiError) as err:
+        kube.create(toy("big", replicas=5))
+    assert err.value.status == 403 and err.value.reason == "Forbidden"
+    assert err.value.message == (
+        'toys.example.domig.dev "big" is forbidden: '
+        "expression 'object.spec.extra.big' resulted in error: no such key: extra"
+    )
+
+
+def test_match_conditions_are_validated(kube: ApiServer, certs: Certificates) -> None:
+    conditions = [{"name": "a", "expression": "true"}, {"name": "a", "expression": " "}]
+    with pytest.raises(ApiError) as err:
+        register(kube, hook("big.example.com", "https://127.0.0.1/x", certs, match_conditions=conditions))
+    assert err.value.message == (
+        'ValidatingWebhookConfiguration.admissionregistration.k8s.io "test" is invalid: ['
+        "webhooks[0].matchConditions[1].expression: Required value, "
+        'webhooks[0].matchConditions[1].name: Duplicate value: "a"]'
+    )
 
 
 # --- failures: failurePolicy, TLS, timeouts, bad answers ----------------------------------------------

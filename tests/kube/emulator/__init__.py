@@ -31,8 +31,9 @@ The webhook may read the API meanwhile (no lock is held during the calls)::
                            rules=[webhook_rule(['domainmigrations'], groups=['domig.dev'])]),
     ]))
 
-Not emulated: mutating webhooks (their configurations are only stored & validated), ``matchConditions``
-(stored, not evaluated), ``matchPolicy`` conversions, and admission of the emulator's own cascading deletions.
+``matchConditions`` are evaluated with the CEL package, as CRDs' rules are (``authorizer`` excepted).
+Not emulated: mutating webhooks (their configurations are only stored & validated), ``matchPolicy``
+conversions, and admission of the emulator's own cascading deletions (of a namespace's or a CRD's objects).
 The sync accessors block their thread during the calls: with a webhook served in the caller's event loop
 (e.g. kopf's, in a ``KopfOperator`` without ``thread=True``), use the async twins (``acreate``, ``aapply``, ...).
 

@@ -8,6 +8,7 @@ The messages are kube's (``pkg/admission/plugin/webhook/{validating,errors,reque
 are worded as Go's HTTP client words them, where Python's errors allow telling them apart.
 
 The server part (which objects, when, under which lock) is in :mod:`.admitting`.
+Not emulated: ``matchPolicy: Equivalent`` conversions (there are none to make), and ``authorizer`` in CEL.
 """
 
 import asyncio
@@ -27,6 +28,7 @@ from typing import Any
 import aiohttp
 import attrs
 
+from .cel import CEL_AVAILABLE, _cel_program
 from .errors import AdmissionError
 from .selectors import label_selector_predicate
 from .typedefs import Body
@@ -79,6 +81,7 @@ def matching_hooks(
                 _rules_match(spec, attrs_)
                 and _namespace_matches(spec, attrs_, namespace_labels)
                 and _object_matches(spec, attrs_)
+                and _conditions_match(spec, attrs_)
             ):
                 hooks.append(Hook(config=config["metadata"]["name"], spec=spec))
     return hooks
@@ -126,6 +129,44 @@ def _object_matches(spec: Body, a: Attributes) -> bool:
         return True
     predicate = label_selector_predicate(selector)
     return any(obj is not None and predicate(obj) for obj in (a.obj, a.old))
+
+
+def _conditions_match(spec: Body, a: Attributes) -> bool:
+    """
+    The ``matchConditions`` (CEL; GA in 1.30): any false skips the webhook; errors obey failurePolicy.
+
+    Without the CEL package, they are not evaluated and the webhook is called (as for CRDs' rules).
+    The variables are ``object``, ``oldObject``, ``request``; ``authorizer`` is not available here.
+    """
+    conditions = spec.get("matchConditions") or []
+    if not conditions or not CEL_AVAILABLE:
+        return True
+    context = {"object": a.obj, "oldObject": a.old, "request": review(a, "", "v1")["request"]}
+    errors: list[str] = []
+    for condition in conditions:
+        expression = str(condition.get("expression"))
+        try:
+            result = _cel_program(expression).execute(context)
+        except Exception as e:  # the CEL package raises assorted errors
+            detail = f"no such key: {e.args[0]}" if isinstance(e, KeyError) else str(e)
+            errors.append(f"expression '{expression}' resulted in error: {detail}")
+            continue
+        if result is False:
+            return False  # a false condition skips the webhook, whatever the errors
+        if result is not True:
+            errors.append(f"expression '{expression}' resulted in error: must evaluate to bool")
+    if not errors or spec.get("failurePolicy") == "Ignore":
+        return not errors
+    error = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"  # utilerrors.NewAggregate
+    group_resource = f"{a.resource}.{a.group}" if a.group else a.resource
+    subject = f"{group_resource} {json.dumps(a.name)}" if a.name else group_resource
+    logger.warning("Failed evaluating match conditions, failing closed %s: %s", spec.get("name"), error)
+    raise AdmissionError(
+        status=403,
+        reason="Forbidden",
+        message=f"{subject} is forbidden: {error}",
+        details={"name": a.name, "group": a.group, "kind": a.resource},
+    )
 
 
 # -- the review -------------------------------------------------------------------------------------

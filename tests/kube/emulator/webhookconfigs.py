@@ -19,6 +19,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .cel import CEL_AVAILABLE, _cel_program
 from .errors import FieldCause, _bad_request, _go_repr
 from .typedefs import Body
 
@@ -69,6 +70,7 @@ def validating_webhook(
     namespace_selector: Mapping[str, Any] | None = None,
     object_selector: Mapping[str, Any] | None = None,
     admission_review_versions: Sequence[str] = ("v1",),
+    match_conditions: Sequence[Mapping[str, str]] | None = None,
 ) -> Body:
     """One webhook of a configuration; ``ca_bundle`` is the PEM text of the CA (base64-encoded here)."""
     client: Body = {}
@@ -91,6 +93,7 @@ def validating_webhook(
         "timeoutSeconds": timeout_seconds,
         "namespaceSelector": namespace_selector,
         "objectSelector": object_selector,
+        "matchConditions": None if match_conditions is None else [dict(c) for c in match_conditions],
     }
     hook.update({k: v for k, v in optional.items() if v is not None})
     return hook
@@ -229,6 +232,33 @@ def _validate_hook(hook: Body, path: str, *, mutating: bool) -> list[FieldCause]
             _not_supported(f"{path}.reinvocationPolicy", hook.get("reinvocationPolicy"), _REINVOCATION_POLICIES)
         )
     causes.extend(_validate_client(hook.get("clientConfig") or {}, f"{path}.clientConfig"))
+    causes.extend(_validate_conditions(hook.get("matchConditions") or [], f"{path}.matchConditions"))
+    return causes
+
+
+def _validate_conditions(conditions: Sequence[Any], path: str) -> list[FieldCause]:
+    causes: list[FieldCause] = []
+    if len(conditions) > 64:
+        causes.append(FieldCause("FieldValueTooMany", path, f"Too many: {len(conditions)}: must have at most 64 items"))
+    names: set[str] = set()
+    for k, condition in enumerate(conditions):
+        at = f"{path}[{k}]"
+        condition = condition if isinstance(condition, dict) else {}
+        expression = str(condition.get("expression") or "").strip()
+        if not expression:
+            causes.append(_required(f"{at}.expression"))
+        elif CEL_AVAILABLE:
+            try:
+                _cel_program(expression)
+            except Exception as e:  # the CEL package raises assorted errors
+                causes.append(_invalid(f"{at}.expression", _go_repr(expression), f"compilation failed: {e}"))
+        name = condition.get("name")
+        if not name:
+            causes.append(_required(f"{at}.name"))
+        elif name in names:
+            causes.append(FieldCause("FieldValueDuplicate", f"{at}.name", f"Duplicate value: {_go_repr(name)}"))
+        else:
+            names.add(name)
     return causes
 
 
