@@ -433,6 +433,143 @@ async def test_cel_validation_rules(kube: ApiServer, client: aiohttp.ClientSessi
     assert rsp.status == 200
 
 
+def gadget_crd(spec_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}},
+                }
+            ],
+        },
+    }
+
+
+AT_SPEC = "spec.versions[0].schema.openAPIV3Schema.properties[spec]"
+
+
+@pytest.mark.parametrize(
+    "spec_schema, cause",
+    [
+        (
+            {"type": "object",
+             "properties": {"tags": {"type": "array", "uniqueItems": True, "items": {"type": "string"}}}},
+            f"{AT_SPEC}.properties[tags].uniqueItems: Forbidden: "
+            "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}},
+            f"{AT_SPEC}.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": False},
+            f"{AT_SPEC}.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}},
+             "x-kubernetes-validations": [{"rule": "true", "fieldPath": ".nope"}]},
+            f'{AT_SPEC}.x-kubernetes-validations[0].fieldPath: Invalid value: ".nope": '
+            "fieldPath must be a valid path: does not refer to a valid field",
+        ),
+        (
+            {"type": "object", "properties": {"list": {"type": "array", "items": {"type": "string"}}},
+             "x-kubernetes-validations": [{"rule": "true", "fieldPath": ".list[0]"}]},
+            f'{AT_SPEC}.x-kubernetes-validations[0].fieldPath: Invalid value: ".list[0]": '
+            "fieldPath must be a valid path: expected single quoted string but got 0",
+        ),
+    ],
+)  # fmt: skip
+def test_crds_that_kube_refuses_are_refused(kube: ApiServer, spec_schema: dict[str, Any], cause: str) -> None:
+    with pytest.raises(ApiError) as err:
+        kube.create(gadget_crd(spec_schema))
+    assert err.value.status == 422
+    assert (
+        err.value.message == f'CustomResourceDefinition.apiextensions.k8s.io "gadgets.example.com" is invalid: {cause}'
+    )
+    with pytest.raises(LookupError):
+        kube.find_resource("gadgets")
+
+
+def test_crds_that_kube_accepts_are_accepted(kube: ApiServer) -> None:
+    tolerated = {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": True}
+    kube.create(gadget_crd(tolerated))
+    assert kube.find_resource("gadgets").kind == "Gadget"
+
+
+@pytest.mark.skipif(not CEL_AVAILABLE, reason="CEL needs the common-expression-language package")
+@pytest.mark.parametrize(
+    "field_path, spec, field",
+    [
+        (".params['xen.port']", {"params": {"xen.port": 0}}, "spec.params[xen.port]"),  # a map's key
+        (".params.bandwidth", {"params": {"bandwidth": 0}}, "spec.params[bandwidth]"),  # also a key: params is a map
+        (".timeouts.progress", {"timeouts": {"progress": 0}}, "spec.timeouts.progress"),  # a struct's field
+        (".timeouts['progress']", {"timeouts": {"progress": 0}}, "spec.timeouts.progress"),
+    ],
+)
+def test_cel_field_paths_are_rendered_as_kube_renders_them(
+    kube: ApiServer, field_path: str, spec: dict[str, Any], field: str
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "params": {"type": "object", "additionalProperties": {"x-kubernetes-int-or-string": True}},
+            "timeouts": {"type": "object", "properties": {"progress": {"type": "integer"}}},
+        },
+        "x-kubernetes-validations": [{"rule": "false", "message": "no", "fieldPath": field_path}],
+    }
+    kube.create(gadget_crd(schema))
+    with pytest.raises(ApiError) as err:
+        kube.create({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": spec})
+    assert err.value.message == f'Gadget.example.com "g" is invalid: {field}: Invalid value: "object": no'
+    assert [c["field"] for c in err.value.details["causes"]] == [field]
+
+
+@pytest.mark.parametrize(
+    "flags, causes",
+    [
+        (["live", "live"], ['spec.flags[1]: Duplicate value: "live"']),
+        (["live", "live", "live"], ['spec.flags[1]: Duplicate value: "live"']),  # once per value, at its 2nd place
+        (["a", "b", "a", "b"], ['spec.flags[2]: Duplicate value: "a"', 'spec.flags[3]: Duplicate value: "b"']),
+        ([1, 1], ["spec.flags[1]: Duplicate value: 1"]),
+    ],
+)
+def test_set_lists_report_duplicates_as_kube_does(kube: ApiServer, flags: list[Any], causes: list[str]) -> None:
+    kube.create(
+        gadget_crd({"type": "object", "properties": {"flags": {"type": "array", "x-kubernetes-list-type": "set"}}})
+    )
+    with pytest.raises(ApiError) as err:
+        kube.create(
+            {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": {"flags": flags}}
+        )
+    summary = causes[0] if len(causes) == 1 else "[" + ", ".join(causes) + "]"
+    assert err.value.message == f'Gadget.example.com "g" is invalid: {summary}'
+
+
+def test_map_lists_report_duplicate_keys_as_kube_does(kube: ApiServer) -> None:
+    ports = {
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+        "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}},
+    }
+    kube.create(gadget_crd({"type": "object", "properties": {"ports": ports}}))
+    spec = {"ports": [{"name": "a", "port": 1}, {"name": "a", "port": 2}]}
+    with pytest.raises(ApiError) as err:
+        kube.create({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}, "spec": spec})
+    assert err.value.message == (
+        'Gadget.example.com "g" is invalid: spec.ports[1]: Duplicate value: map[string]interface {}{"name":"a"}'
+    )
+
+
 def test_patch_algorithms() -> None:
     assert merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
     doc = {"a": [1, 2], "b": {"c": "x"}}

@@ -18,13 +18,36 @@ Usage (sync or async tests alike; the server runs in its own thread and event lo
 Fault injection uses kmock's DSL, e.g. ``api['patch', kmock.resource('kopf.dev/v1/kopfexamples')] << 500``.
 Such user reactions take precedence over the emulated behaviour and do not change the state.
 
+Validating admission webhooks are called as kube-apiserver calls them: every write (CREATE, UPDATE incl.
+patches and -- if a rule lists ``res/status`` -- status writes, DELETE; dry runs with ``dryRun: true``) is
+defaulted & validated, then POSTed as an ``admission.k8s.io/v1`` AdmissionReview over HTTPS to the matching
+webhooks of all ValidatingWebhookConfigurations, before it is stored. Denials, failed calls (``failurePolicy``),
+timeouts and warnings come back to the client in kube's words; the direct accessors raise them as ApiError.
+The webhook may read the API meanwhile (no lock is held during the calls)::
+
+    certs = make_certificates()  # from .certs: a CA & a server cert with IP SANs (needs `cryptography`)
+    api.create(validating_webhook_configuration('domig', [
+        validating_webhook('check.domig.dev', url=f'https://127.0.0.1:{port}/validate', ca_bundle=certs.ca_pem,
+                           rules=[webhook_rule(['domainmigrations'], groups=['domig.dev'])]),
+    ]))
+
+``matchConditions`` are evaluated with the CEL package, as CRDs' rules are (``authorizer`` excepted).
+Not emulated: mutating webhooks (their configurations are only stored & validated), ``matchPolicy``
+conversions, and admission of the emulator's own cascading deletions (of a namespace's or a CRD's objects).
+The sync accessors block their thread during the calls: with a webhook served in the caller's event loop
+(e.g. kopf's, in a ``KopfOperator`` without ``thread=True``), use the async twins (``acreate``, ``aapply``, ...).
+
 The modules:
 
 * :mod:`.server` -- :class:`ApiServer`: the lifecycle, kubeconfigs, the user-side access; its mixins:
   :mod:`.handler` (HTTP parsing & error rendering), :mod:`.serving` (the resource requests),
-  :mod:`.reading` & :mod:`.writing` (the state), :mod:`.watching`, :mod:`.discovery`.
+  :mod:`.reading` & :mod:`.writing` (the state), :mod:`.admitting` (webhooks between a write's candidate
+  and its commit), :mod:`.watching`, :mod:`.discovery`.
+* :mod:`.admission` -- webhook matching, AdmissionReviews, the HTTPS calls & their verdicts;
+  :mod:`.webhookconfigs` -- webhook configurations (defaults, validation, builders); :mod:`.certs` -- test TLS.
 * :mod:`.resources` -- resource definitions (built-ins & CRDs); :mod:`.documents` -- YAML sources.
-* :mod:`.schema` -- pruning, defaulting, validation; :mod:`.cel` -- CEL rules.
+* :mod:`.schema` -- pruning, defaulting, validation; :mod:`.cel` -- CEL rules; :mod:`.structural` --
+  the schema checks at CRD registration (``uniqueItems``, ``additionalProperties``, rules' ``fieldPath``).
 * :mod:`.patching` -- merge- & JSON-patches; :mod:`.selectors` -- label & field selectors.
 * :mod:`.errors` -- K8s-like errors; :mod:`.typedefs` -- shared aliases; :mod:`.query` -- parsed requests.
 * :mod:`.runners` -- kopf against the emulator: :class:`KopfOperator`, :class:`KopfSubprocess`.
@@ -32,7 +55,7 @@ The modules:
 
 from .cel import CEL_AVAILABLE
 from .documents import FIXTURES, PEERING_CRDS, CrdSource
-from .errors import ApiError, FieldCause
+from .errors import AdmissionError, ApiError, FieldCause
 from .patching import PatchError, json_patch, merge_patch
 from .resources import ResourceDef, VersionDef
 from .runners import HandlersSource, KopfOperator, KopfSubprocess, fast_settings, load_handlers
@@ -40,11 +63,13 @@ from .schema import prune_and_default, validate
 from .selectors import Predicate, parse_field_selector, parse_label_selector
 from .server import ApiServer
 from .typedefs import Body
+from .webhookconfigs import validating_webhook, validating_webhook_configuration, webhook_rule
 
 __all__ = [
     "CEL_AVAILABLE",
     "FIXTURES",
     "PEERING_CRDS",
+    "AdmissionError",
     "ApiError",
     "ApiServer",
     "Body",
@@ -65,4 +90,7 @@ __all__ = [
     "parse_label_selector",
     "prune_and_default",
     "validate",
+    "validating_webhook",
+    "validating_webhook_configuration",
+    "webhook_rule",
 ]

@@ -9,7 +9,7 @@ import aiohttp.web
 import kmock
 import yaml
 
-from .errors import ApiError
+from .errors import AdmissionError, ApiError, _warning_header
 
 logger = logging.getLogger(__name__)
 
@@ -21,19 +21,22 @@ class RequestHandlerMixin:
 
     async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
         if isinstance(exc, ApiError):  # a K8s-like Status, without kmock's traceback in details
-            return aiohttp.web.json_response(
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": exc.message,
-                    "reason": exc.reason,
-                    "details": exc.details or {},
-                    "code": exc.status,
-                },
-                status=exc.status,
-            )
+            status: dict[str, Any] = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": exc.message,
+            }
+            # As metav1.Status (omitempty): no reason or details if there are none, e.g. in webhook denials.
+            if exc.reason:
+                status["reason"] = exc.reason
+            if exc.details:
+                status["details"] = exc.details
+            status["code"] = exc.status
+            warning = _warning_header(exc.warnings) if isinstance(exc, AdmissionError) else None
+            headers = {"Warning": warning} if warning else None
+            return aiohttp.web.json_response(status, status=exc.status, headers=headers)
         return await super()._render_error(exc)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -51,7 +54,7 @@ class RequestHandlerMixin:
         except Exception as e:
             if self._errors:
                 self._errors[-1].append(e)
-            if isinstance(e, ApiError) and e.status >= 500:
+            if isinstance(e, ApiError) and e.status >= 500 and not isinstance(e, AdmissionError):
                 logger.error("Emulator failure: %r", e)
             elif not isinstance(e, ApiError):
                 logger.exception("Emulator failure on %s %s", raw_request.method, raw_request.path_qs)

@@ -7,6 +7,7 @@ import kmock
 
 from .cel import _check_cel_rules
 from .errors import FieldCause, _go_repr, _invalid
+from .structural import check_schema
 from .typedefs import Body
 
 
@@ -68,6 +69,25 @@ _BUILTINS: list[tuple[str, str, str, str, bool, bool, tuple[str, ...]]] = [
     ("", "v1", "nodes", "Node", False, True, ("no",)),
     ("events.k8s.io", "v1", "events", "Event", True, False, ("ev",)),
     ("coordination.k8s.io", "v1", "leases", "Lease", True, False, ()),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        False,
+        False,
+        (),
+    ),
+    # Stored & validated, but not called: the emulator has no mutating admission.
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        False,
+        False,
+        (),
+    ),
     (
         "apiextensions.k8s.io",
         "v1",
@@ -147,7 +167,8 @@ def _parse_crd(body: Body) -> ResourceDef:
                 )
             )
         else:
-            causes.extend(_check_cel_rules(schema, f"spec.versions[{idx}].schema.openAPIV3Schema"))
+            at = f"spec.versions[{idx}].schema.openAPIV3Schema"
+            causes.extend(check_schema(schema, at) or _check_cel_rules(schema, at))
         versions[v.get("name", "")] = VersionDef(
             name=v.get("name", ""),
             served=bool(v.get("served", True)),

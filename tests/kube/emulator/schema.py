@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .cel import _run_cel_rules
-from .errors import FieldCause, _go_repr
+from .errors import FieldCause, _go_repr, _go_value
 from .typedefs import _MISSING, Body
 
 
@@ -197,22 +197,19 @@ def validate(value: Any, schema: Body | None, old: Any = _MISSING, path: str = "
             invalid(f"should have at least {schema['minItems']} items", len(value))
         list_type = schema.get("x-kubernetes-list-type")
         map_keys: list[str] = schema.get("x-kubernetes-list-map-keys") or []
-        if schema.get("uniqueItems") or list_type == "set":
-            seen: list[Any] = []
-            for i, item in enumerate(value):
-                if item in seen:
-                    causes.append(
-                        FieldCause("FieldValueDuplicate", f"{path}[{i}]", f"Duplicate value: {_go_repr(item)}")
-                    )
-                seen.append(item)
+        # As kube's listtype validation: the 2nd appearance of each repeated item (or map key) is reported.
+        if list_type == "set":
+            for i in _first_repeats(value):
+                causes.append(
+                    FieldCause("FieldValueDuplicate", f"{path}[{i}]", f"Duplicate value: {_go_value(value[i])}")
+                )
         old_items: dict[Any, Any] = {}
         if list_type == "map" and map_keys:
-            keys_seen: set[str] = set()
-            for i, item in enumerate(value):
-                mkey = json.dumps([item.get(k) for k in map_keys] if isinstance(item, dict) else item)
-                if mkey in keys_seen:
-                    causes.append(FieldCause("FieldValueDuplicate", f"{path}[{i}]", f"Duplicate value: {mkey}"))
-                keys_seen.add(mkey)
+            keys = [{k: item[k] for k in map_keys if k in item} if isinstance(item, dict) else {} for item in value]
+            for i in _first_repeats(keys):
+                causes.append(
+                    FieldCause("FieldValueDuplicate", f"{path}[{i}]", f"Duplicate value: {_go_value(keys[i])}")
+                )
             if isinstance(old, list):
                 old_items = {json.dumps([o.get(k) for k in map_keys]): o for o in old if isinstance(o, dict)}
         items_schema = schema.get("items")
@@ -290,5 +287,17 @@ def validate(value: Any, schema: Body | None, old: Any = _MISSING, path: str = "
 
     # CEL rules: only if the node itself is valid (as in K8s, where CEL runs on typed values).
     if not causes and schema.get("x-kubernetes-validations"):
-        causes.extend(_run_cel_rules(value, old, schema["x-kubernetes-validations"], path))
+        causes.extend(_run_cel_rules(value, old, schema, path))
     return causes
+
+
+def _first_repeats(items: list[Any]) -> list[int]:
+    """The indices where items appear for the 2nd time (each repeated item once), as kube's validateListSet."""
+    seen: dict[str, int] = {}
+    repeats: list[int] = []
+    for i, item in enumerate(items):
+        key = json.dumps(item, sort_keys=True)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] == 2:
+            repeats.append(i)
+    return repeats

@@ -80,3 +80,19 @@ def _field_eq(path: list[str], val: str, positive: bool, body: Body) -> bool:
         node = node.get(part) if isinstance(node, dict) else None
     actual = "" if node is None else str(node).lower() if isinstance(node, bool) else str(node)
     return (actual == val) == positive
+
+
+def label_selector_predicate(selector: Mapping[str, Any]) -> Predicate:
+    """A ``metav1.LabelSelector`` (``matchLabels`` & ``matchExpressions``) as a predicate; empty matches all."""
+    checks: list[Predicate] = [
+        functools.partial(_label_eq, key, str(val), True) for key, val in (selector.get("matchLabels") or {}).items()
+    ]
+    for req in selector.get("matchExpressions") or []:
+        key, op, vals = req.get("key", ""), req.get("operator"), {str(v) for v in req.get("values") or []}
+        if op in ("In", "NotIn"):
+            checks.append(functools.partial(_label_in, key, vals, op == "In"))
+        elif op in ("Exists", "DoesNotExist"):
+            checks.append(functools.partial(_label_exists, key, op == "Exists"))
+        else:  # kube refuses such selectors on writes; a stored one would match nothing
+            checks.append(lambda _: False)
+    return lambda body: all(check(body) for check in checks)

@@ -20,9 +20,10 @@ import kmock
 import kopf
 import yaml
 
+from .admitting import AdmittingMixin
 from .discovery import DiscoveryMixin
 from .documents import PEERING_CRDS, CrdSource, _load_docs
-from .errors import ApiError, _status
+from .errors import AdmissionError, ApiError, _status
 from .handler import RequestHandlerMixin
 from .patching import merge_patch
 from .reading import StateReadingMixin
@@ -60,6 +61,7 @@ class _LoopbackServer(kmock.Server):
 
 @attrs.define(kw_only=True, eq=False)
 class ApiServer(
+    AdmittingMixin,
     DiscoveryMixin,
     RequestHandlerMixin,
     ServingMixin,
@@ -74,6 +76,10 @@ class ApiServer(
     It runs in a background thread with its own event loop, so that it is usable from sync
     and async tests, from any event loop, and from subprocesses (via :attr:`kubeconfig`).
     All direct accessors (:meth:`read`, :meth:`create`, :meth:`apply`, ...) are thread-safe.
+
+    The writing accessors go through admission webhooks as API requests do. The sync ones block
+    the calling thread meanwhile: if the webhook server runs in the caller's event loop (e.g. kopf's,
+    in a ``KopfOperator`` without ``thread=True``), use their async twins (:meth:`acreate`, ...).
     """
 
     crds: Sequence[CrdSource] = ()  # CRD files/YAML texts/dicts to register at startup
@@ -108,9 +114,10 @@ class ApiServer(
                 self._register(rdef)
             for ns in self.namespaces:
                 self._create(self._defs[_NS_GP], None, {"metadata": {"name": ns}})
-            for source in ([PEERING_CRDS] if self.peering else []) + list(self.crds):
-                for doc in _load_docs(source):
-                    self.apply(doc)
+        # NB: not under the lock: the accessors take it themselves, maybe in another thread.
+        for source in ([PEERING_CRDS] if self.peering else []) + list(self.crds):
+            for doc in _load_docs(source):
+                self.apply(doc)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -212,8 +219,11 @@ class ApiServer(
 
     @property
     def server_errors(self) -> list[Exception]:
-        """Unexpected errors (bugs of the emulator or of user reactions), excluding K8s-like 4xx."""
-        return [e for e in self._errors[-1] if not isinstance(e, ApiError) or e.status >= 500] if self._errors else []
+        """Unexpected errors (bugs of the emulator or of user reactions), excluding K8s-like 4xx & admission."""
+        errors = self._errors[-1] if self._errors else []
+        return [
+            e for e in errors if not isinstance(e, ApiError) or (e.status >= 500 and not isinstance(e, AdmissionError))
+        ]
 
     def log(self) -> list[kmock.Request]:
         """A snapshot of all requests served so far (kmock's request objects)."""
@@ -270,34 +280,47 @@ class ApiServer(
             ]
 
     def create(self, body: Mapping[str, Any], namespace: str | None = None) -> Body:
-        """Create an object as a user would (with validation); raises ApiError on 4xx."""
+        """Create an object as a user would (with validation & admission); raises ApiError on refusals."""
+        return self._run_sync(self.acreate(body, namespace))
+
+    async def acreate(self, body: Mapping[str, Any], namespace: str | None = None) -> Body:
         rdef, version = self._find_by_kind(body.get("apiVersion", ""), body.get("kind", ""))
-        ns = namespace or (body.get("metadata") or {}).get("namespace") or "default"
-        with self._state:
-            obj, _ = self._create(rdef, ns if rdef.namespaced else None, copy.deepcopy(dict(body)), version=version)
-            return self._output(rdef, version, obj)
+        ns = (namespace or (body.get("metadata") or {}).get("namespace") or "default") if rdef.namespaced else None
+        data = copy.deepcopy(dict(body))
+        obj, _ = await self._write(lambda: self._create_candidate(rdef, ns, copy.deepcopy(data), version=version))
+        return obj
 
     def apply(self, body: Mapping[str, Any], namespace: str | None = None) -> Body:
         """Like ``kubectl apply``: create if absent, else merge-patch the given fields."""
+        return self._run_sync(self.aapply(body, namespace))
+
+    async def aapply(self, body: Mapping[str, Any], namespace: str | None = None) -> Body:
         rdef, version = self._find_by_kind(body.get("apiVersion", ""), body.get("kind", ""))
         meta = body.get("metadata") or {}
         ns = (namespace or meta.get("namespace") or "default") if rdef.namespaced else None
         with self._state:
-            if meta.get("name") and self._get(rdef, ns, meta["name"]) is not None:
-                patch = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
-                obj, _ = self._update(rdef, version, ns, meta["name"], functools.partial(merge_patch, patch=patch))
-                if rdef.has_status(version) and "status" in body:
-                    obj, _ = self._update(
-                        rdef,
-                        version,
-                        ns,
-                        meta["name"],
-                        functools.partial(merge_patch, patch={"status": body["status"]}),
-                        subresource="status",
-                    )
-            else:
-                obj, _ = self._create(rdef, ns, copy.deepcopy(dict(body)), version=version)
-            return self._output(rdef, version, obj)
+            exists = bool(meta.get("name")) and self._get(rdef, ns, meta["name"]) is not None
+        if not exists:
+            return await self.acreate(body, ns)
+        patch = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+        obj, _ = await self._write(
+            functools.partial(
+                self._update_candidate, rdef, version, ns, meta["name"], functools.partial(merge_patch, patch=patch)
+            )
+        )
+        if rdef.has_status(version) and "status" in body:
+            obj, _ = await self._write(
+                functools.partial(
+                    self._update_candidate,
+                    rdef,
+                    version,
+                    ns,
+                    meta["name"],
+                    functools.partial(merge_patch, patch={"status": body["status"]}),
+                    subresource="status",
+                )
+            )
+        return obj
 
     def load_yaml(self, source: CrdSource) -> list[Body]:
         """Apply all documents of a YAML file or text (CRDs first-class: they register resources)."""
@@ -313,19 +336,36 @@ class ApiServer(
         subresource: str | None = None,
         patch_type: Literal["merge", "json"] = "merge",
     ) -> Body:
+        return self._run_sync(
+            self.apatch_object(resource, name, patch, namespace, subresource=subresource, patch_type=patch_type)
+        )
+
+    async def apatch_object(
+        self,
+        resource: str,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        patch_type: Literal["merge", "json"] = "merge",
+    ) -> Body:
         rdef = self.find_resource(resource)
         fn = functools.partial(merge_patch if patch_type == "merge" else self._json_patch_or_422, patch=patch)
-        with self._state:
-            obj, _ = self._update(
-                rdef, rdef.storage_version, namespace if rdef.namespaced else None, name, fn, subresource=subresource
-            )
-            return self._output(rdef, rdef.storage_version, obj)
+        ns = namespace if rdef.namespaced else None
+        obj, _ = await self._write(
+            functools.partial(self._update_candidate, rdef, rdef.storage_version, ns, name, fn, subresource=subresource)
+        )
+        return obj
 
     def delete_object(self, resource: str, name: str, namespace: str | None = None) -> Body:
+        return self._run_sync(self.adelete_object(resource, name, namespace))
+
+    async def adelete_object(self, resource: str, name: str, namespace: str | None = None) -> Body:
         rdef = self.find_resource(resource)
-        with self._state:
-            obj = self._delete(rdef, namespace if rdef.namespaced else None, name)
-            return self._output(rdef, rdef.storage_version, obj)
+        ns = namespace if rdef.namespaced else None
+        obj, _ = await self._write(functools.partial(self._delete_candidate, rdef, ns, name))
+        return obj
 
     async def wait_for(
         self,

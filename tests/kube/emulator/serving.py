@@ -3,16 +3,38 @@
 import copy
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kmock
 
-from .errors import ApiError, FieldCause, _bad_request, _invalid, _resource_not_found, _status
+from .errors import ApiError, FieldCause, _bad_request, _invalid, _resource_not_found, _status, _warning_header
 from .patching import PatchError, json_patch, merge_patch
 from .query import _Query
 from .resources import ResourceDef
 from .typedefs import Body
+from .writing import _Write
+
+
+def _options(params: Mapping[str, str]) -> Body:
+    """The Create/UpdateOptions of a request, from its query (as webhooks see them in ``options``)."""
+    options: Body = {}
+    if "dryRun" in params:
+        options["dryRun"] = [params["dryRun"] or "All"]
+    for key in ("fieldManager", "fieldValidation"):
+        if params.get(key):
+            options[key] = params[key]
+    return options
+
+
+def _delete_options(params: Mapping[str, str], body: Mapping[str, Any]) -> Body:
+    options: Body = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+    if "dryRun" in params:
+        options["dryRun"] = [params["dryRun"] or "All"]
+    for key in ("propagationPolicy", "gracePeriodSeconds"):
+        if params.get(key):
+            options[key] = int(params[key]) if key == "gracePeriodSeconds" else params[key]
+    return options
 
 
 class ServingMixin:
@@ -49,90 +71,127 @@ class ServingMixin:
             return self._respond(200, self._watch(q), content_type="application/json")
         if q.rdef.namespaced and q.name and q.namespace is None:
             raise _resource_not_found()
-        with self._state:
-            if method == "GET" and q.name:
+        if method == "GET":
+            with self._state:
+                if not q.name:
+                    return self._respond(200, self._list(q))
                 obj = self._get(q.rdef, q.namespace, q.name)
                 if obj is None:
                     raise self._not_found(q.rdef, q.name)
                 return self._respond(200, self._output(q.rdef, q.version, obj))
-            if method == "GET":
-                return self._respond(200, self._list(q))
-            if method == "POST" and not q.name:
-                self._check_body(request.data, q)
-                ns = (
-                    q.namespace or (request.data.get("metadata") or {}).get("namespace") or "default"
-                    if q.rdef.namespaced
-                    else None
-                )
-                obj, warnings = self._create(
-                    q.rdef,
-                    ns,
-                    copy.deepcopy(request.data),
-                    version=q.version,
-                    dry_run="dryRun" in q.params,
-                    field_validation=q.params.get("fieldValidation", "Warn"),
-                )
-                return self._respond(201, self._output(q.rdef, q.version, obj), warnings=warnings)
-            if method == "PUT" and q.name:
-                self._check_body(request.data, q)
-                replacement = copy.deepcopy(request.data)
-                if not ((replacement.get("metadata") or {}).get("resourceVersion")):
-                    raise _invalid(
-                        q.rdef.kind,
-                        q.rdef.group,
-                        q.name,
-                        [
-                            FieldCause(
-                                "FieldValueInvalid",
-                                "metadata.resourceVersion",
-                                "Invalid value: 0x0: must be specified for an update",
-                            )
-                        ],
-                    )
-                obj, warnings = self._update(
-                    q.rdef,
-                    q.version,
-                    q.namespace,
+
+        # Writes: NOT under the lock, which _write() takes & releases around the admission webhooks.
+        dry_run = "dryRun" in q.params
+        validation = q.params.get("fieldValidation", "Warn")
+        if method == "POST" and not q.name:
+            self._check_body(request.data, q)
+            ns = (
+                q.namespace or (request.data.get("metadata") or {}).get("namespace") or "default"
+                if q.rdef.namespaced
+                else None
+            )
+            obj, warnings = await self._write(
+                functools.partial(self._fresh_create, q, ns, request.data, dry_run, validation, _options(q.params))
+            )
+            return self._respond(201, obj, warnings=warnings)
+        if method == "PUT" and q.name:
+            self._check_body(request.data, q)
+            replacement = copy.deepcopy(request.data)
+            if not ((replacement.get("metadata") or {}).get("resourceVersion")):
+                raise _invalid(
+                    q.rdef.kind,
+                    q.rdef.group,
                     q.name,
-                    lambda _: replacement,
-                    subresource=q.subresource,
-                    dry_run="dryRun" in q.params,
-                    field_validation=q.params.get("fieldValidation", "Warn"),
+                    [
+                        FieldCause(
+                            "FieldValueInvalid",
+                            "metadata.resourceVersion",
+                            "Invalid value: 0x0: must be specified for an update",
+                        )
+                    ],
                 )
-                return self._respond(200, self._output(q.rdef, q.version, obj), warnings=warnings)
-            if method == "PATCH" and q.name:
+            return await self._serve_update(q, lambda _: copy.deepcopy(replacement), dry_run, validation)
+        if method == "PATCH" and q.name:
+            with self._state:
                 fn = self._patcher(request, q)
-                if fn is None:  # server-side apply of an absent object creates it
-                    obj, warnings = self._create(q.rdef, q.namespace, copy.deepcopy(request.data), version=q.version)
-                    return self._respond(201, self._output(q.rdef, q.version, obj), warnings=warnings)
-                obj, warnings = self._update(
-                    q.rdef,
-                    q.version,
-                    q.namespace,
-                    q.name,
-                    fn,
-                    subresource=q.subresource,
-                    dry_run="dryRun" in q.params,
-                    field_validation=q.params.get("fieldValidation", "Warn"),
+            if fn is None:  # server-side apply of an absent object creates it
+                obj, warnings = await self._write(
+                    functools.partial(
+                        self._fresh_create, q, q.namespace, request.data, dry_run, validation, _options(q.params)
+                    )
                 )
-                return self._respond(200, self._output(q.rdef, q.version, obj), warnings=warnings)
-            if method == "DELETE" and q.name:
-                options = request.data if isinstance(request.data, dict) else {}
-                obj = self._delete(
+                return self._respond(201, obj, warnings=warnings)
+            return await self._serve_update(q, fn, dry_run, validation)
+        if method == "DELETE" and q.name:
+            options = request.data if isinstance(request.data, dict) else {}
+            obj, warnings = await self._write(
+                functools.partial(
+                    self._delete_candidate,
                     q.rdef,
                     q.namespace,
                     q.name,
                     preconditions=options.get("preconditions") or {},
-                    dry_run="dryRun" in q.params or bool(options.get("dryRun")),
+                    dry_run=dry_run or bool(options.get("dryRun")),
+                    version=q.version,
+                    options=_delete_options(q.params, options),
                 )
-                return self._respond(200, self._output(q.rdef, q.version, obj))
-            if method == "DELETE":
+            )
+            return self._respond(200, obj, warnings=warnings)
+        if method == "DELETE":
+            with self._state:
                 listing = self._list(q)
-                for item in listing["items"]:
-                    meta = item["metadata"]
-                    self._delete(q.rdef, meta.get("namespace"), meta["name"])
-                return self._respond(200, listing)
+            for item in listing["items"]:
+                meta = item["metadata"]
+                try:
+                    await self._write(
+                        functools.partial(
+                            self._delete_candidate,
+                            q.rdef,
+                            meta.get("namespace"),
+                            meta["name"],
+                            version=q.version,
+                            options=_delete_options(q.params, {}),
+                        )
+                    )
+                except ApiError as e:
+                    if e.status != 404:  # gone meanwhile: as kube's DeleteCollection, not an error
+                        raise
+            return self._respond(200, listing)
         raise _status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def _fresh_create(
+        self, q: _Query, namespace: str | None, data: Any, dry_run: bool, validation: str, options: Body
+    ) -> _Write:
+        # A fresh copy for every attempt: the candidate is computed in place.
+        return self._create_candidate(
+            q.rdef,
+            namespace,
+            copy.deepcopy(data),
+            version=q.version,
+            dry_run=dry_run,
+            field_validation=validation,
+            options=options,
+        )
+
+    async def _serve_update(
+        self, q: _Query, fn: Callable[[Body], Body], dry_run: bool, validation: str
+    ) -> kmock.Response:
+        assert q.name is not None
+        obj, warnings = await self._write(
+            functools.partial(
+                self._update_candidate,
+                q.rdef,
+                q.version,
+                q.namespace,
+                q.name,
+                fn,
+                subresource=q.subresource,
+                dry_run=dry_run,
+                field_validation=validation,
+                options=_options(q.params),
+            )
+        )
+        return self._respond(200, obj, warnings=warnings)
 
     @staticmethod
     def _respond(
@@ -140,9 +199,10 @@ class ServingMixin:
     ) -> kmock.Response:
         # NB: kmock merges these headers into its reaction's (shared) Response, so ALWAYS set the same
         # keys, with None for "absent" (kmock skips None values when rendering the actual response).
-        warning = ", ".join(f"299 - {json.dumps(w)}" for w in warnings) or None
         return kmock.Response(
-            status=status, payload=payload, headers={"Content-Type": content_type, "Warning": warning}
+            status=status,
+            payload=payload,
+            headers={"Content-Type": content_type, "Warning": _warning_header(warnings)},
         )
 
     @staticmethod

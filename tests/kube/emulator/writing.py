@@ -1,20 +1,59 @@
-"""Writing the state: creations, updates (incl. the status subresource), deletions with finalizers & cascades."""
+"""
+Writing the state: creations, updates (incl. the status subresource), deletions with finalizers & cascades.
+
+Each write has two phases, so that admission webhooks can be called between them without the lock held:
+a *candidate* (``_create_candidate`` & co.: everything a real server does before admission -- defaulting,
+pruning, validation, server-set metadata) and a *commit* (``_commit_write``: what storage does -- the
+existence & version checks, the new resourceVersion, the watch event). ``_create``/``_update``/``_delete``
+run both at once, for the emulator's own writes (pre-created namespaces, cascades), which kube does not admit.
+"""
 
 import contextlib
 import copy
+import dataclasses
 import datetime
 import json
 import random
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ApiError, FieldCause, _bad_request, _invalid, _status
 from .resources import _CRD_GP, _NS_GP, ResourceDef, _parse_crd
 from .schema import prune_and_default, validate
 from .typedefs import _MISSING, Body
 from .watching import _WatchEvent
+from .webhookconfigs import _WEBHOOK_CONFIG_GPS, default_webhook_configuration, validate_webhook_configuration
+
+# As kube-apiserver does since 1.21, so that namespaceSelectors can select namespaces by their names.
+_NS_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclasses.dataclass
+class _Write:
+    """A write computed up to admission: what would be stored, and what is needed to store it."""
+
+    op: Literal["CREATE", "UPDATE", "DELETE"]
+    rdef: ResourceDef
+    version: str  # the version of the request (objects are shown to webhooks & clients in it)
+    namespace: str | None
+    name: str
+    new: Body  # as it will be stored (for deletions: with a deletionTimestamp, or as it was last)
+    old: Body | None = None  # the stored object (updates & deletions)
+    subresource: str | None = None
+    request_name: str = ""  # the name as requested (empty for generateName creations, as in kube's admission)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    options: Body = dataclasses.field(default_factory=dict)  # CreateOptions/UpdateOptions/DeleteOptions
+    dry_run: bool = False
+    noop: bool = False  # nothing changes: no new resourceVersion, no watch event
+    admitted: bool = True  # False if kube does not call admission at all (a repeated deletion)
+    new_def: ResourceDef | None = None  # for CRDs: the resource to (re-)register on commit
+    gone: bool = False  # the object disappears on commit (deleted, or its last finalizer removed)
+
+    @property
+    def old_rv(self) -> str | None:
+        return None if self.old is None else str(self.old["metadata"]["resourceVersion"])
 
 
 class StateWritingMixin:
@@ -75,6 +114,14 @@ class StateWritingMixin:
         finalizers = meta.get("finalizers") or []
         if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
             raise _bad_request(f"json: cannot unmarshal metadata.finalizers of type []string: {finalizers!r}")
+        if (rdef.group, rdef.plural) == _NS_GP and meta.get("name"):
+            meta.setdefault("labels", {})[_NS_NAME_LABEL] = meta["name"]
+        if (rdef.group, rdef.plural) in _WEBHOOK_CONFIG_GPS:
+            mutating = rdef.kind.startswith("Mutating")
+            default_webhook_configuration(body, mutating=mutating, kind=rdef.kind)
+            causes = validate_webhook_configuration(body, mutating=mutating)
+            if causes:
+                raise _invalid(rdef.kind, rdef.group, name, causes)
         schema = rdef.schema(version)
         if schema is None:
             return []
@@ -89,7 +136,9 @@ class StateWritingMixin:
             raise _invalid(rdef.kind, rdef.group, name, causes)
         return [] if field_validation == "Ignore" else [f'unknown field "{p}"' for p in unknown]
 
-    def _create(
+    # -- the two phases ---------------------------------------------------------------------------
+
+    def _create_candidate(
         self,
         rdef: ResourceDef,
         namespace: str | None,
@@ -98,7 +147,8 @@ class StateWritingMixin:
         version: str | None = None,
         dry_run: bool = False,
         field_validation: str = "Warn",
-    ) -> tuple[Body, list[str]]:
+        options: Body | None = None,
+    ) -> _Write:
         version = version or rdef.storage_version
         if not isinstance(body, dict):
             raise _bad_request("the object must be a JSON/YAML mapping")
@@ -120,6 +170,7 @@ class StateWritingMixin:
                 )
         else:
             meta.pop("namespace", None)
+        request_name = str(meta.get("name") or "")
         if not meta.get("name") and meta.get("generateName"):
             alphabet = "bcdfghjklmnpqrstvwxz2456789"  # as in K8s: no vowels, no confusables
             for _ in range(100):
@@ -149,15 +200,7 @@ class StateWritingMixin:
         ):
             meta.pop(field, None)
         warnings = self._prepare(rdef, version, body, None, field_validation)
-        if (rdef.group, rdef.plural) == _CRD_GP:
-            new_def = _parse_crd(body)  # may raise 422
-        if self._get(rdef, namespace, name) is not None:
-            raise _status(
-                409,
-                "AlreadyExists",
-                f"{rdef.group_resource} {json.dumps(name)} already exists",
-                {"name": name, "group": rdef.group, "kind": rdef.plural},
-            )
+        new_def = _parse_crd(body) if (rdef.group, rdef.plural) == _CRD_GP else None  # may raise 422
         meta.update(
             {
                 "uid": str(uuid.uuid4()),
@@ -169,7 +212,7 @@ class StateWritingMixin:
         body["kind"] = rdef.kind
         if (rdef.group, rdef.plural) == _NS_GP:
             body["status"] = {"phase": "Active"}
-        if (rdef.group, rdef.plural) == _CRD_GP:
+        if new_def is not None:
             body["status"] = {
                 "acceptedNames": (body.get("spec") or {}).get("names") or {},
                 "storedVersions": [new_def.storage_version],
@@ -181,38 +224,21 @@ class StateWritingMixin:
                     ]
                 ],
             }
-        if dry_run:
-            return body, warnings
-        meta["resourceVersion"] = self._next_rv()
-        if (rdef.group, rdef.plural) == _CRD_GP:
-            self._register(new_def)
-        self._commit(rdef, "ADDED", body, None)
-        return body, warnings
+        return _Write(
+            op="CREATE",
+            rdef=rdef,
+            version=version,
+            namespace=namespace if rdef.namespaced else None,
+            name=name,
+            new=body,
+            request_name=request_name,
+            warnings=warnings,
+            options=dict(options or {}),
+            dry_run=dry_run,
+            new_def=new_def,
+        )
 
-    @staticmethod
-    def _check_name(rdef: ResourceDef, name: str) -> None:
-        if (rdef.group, rdef.plural) == _NS_GP:
-            ok, what = re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, "RFC 1123 label"
-        else:
-            label = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-            ok = re.fullmatch(rf"{label}(\.{label})*", name) and len(name) <= 253
-            what = "RFC 1123 subdomain"
-        if not ok:
-            raise _invalid(
-                rdef.kind,
-                rdef.group,
-                name,
-                [
-                    FieldCause(
-                        "FieldValueInvalid",
-                        "metadata.name",
-                        f"Invalid value: {json.dumps(name)}: a lowercase {what} must consist of lower case "
-                        f"alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-                    )
-                ],
-            )
-
-    def _update(
+    def _update_candidate(
         self,
         rdef: ResourceDef,
         version: str,
@@ -223,7 +249,8 @@ class StateWritingMixin:
         subresource: str | None = None,
         dry_run: bool = False,
         field_validation: str = "Warn",
-    ) -> tuple[Body, list[str]]:
+        options: Body | None = None,
+    ) -> _Write:
         old = self._get(rdef, namespace, name)
         if old is None:
             raise self._not_found(rdef, name)
@@ -239,14 +266,7 @@ class StateWritingMixin:
         # Optimistic concurrency: a resourceVersion in the new body must match the current one.
         new_rv = new_meta.get("resourceVersion")
         if new_rv not in (None, "") and str(new_rv) != old_meta["resourceVersion"]:
-            raise _status(
-                409,
-                "Conflict",
-                f"Operation cannot be fulfilled on {rdef.group_resource} "
-                f"{json.dumps(name)}: the object has been modified; please apply your changes to the "
-                f"latest version and try again",
-                {"name": name, "group": rdef.group, "kind": rdef.plural},
-            )
+            raise self._conflict(rdef, name)
 
         # The status subresource isolation: status-only via /status, everything-but-status otherwise.
         if rdef.has_status(version):
@@ -297,26 +317,30 @@ class StateWritingMixin:
                     ],
                 )
         warnings = self._prepare(rdef, version, new, old_view, field_validation)
-        if (rdef.group, rdef.plural) == _CRD_GP:
-            new_def = _parse_crd(new)
+        new_def = _parse_crd(new) if (rdef.group, rdef.plural) == _CRD_GP else None
         new["apiVersion"] = rdef.api_version(rdef.storage_version)
-        if new == old:
-            return old, warnings  # no-op: no new resourceVersion, no watch event (as in K8s)
-        if _spec_of(new, rdef) != _spec_of(old, rdef):
+        noop = new == old
+        if not noop and _spec_of(new, rdef) != _spec_of(old, rdef):
             new_meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        if dry_run:
-            return new, warnings
-        new_meta["resourceVersion"] = self._next_rv()
-        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
-            self._commit(rdef, "DELETED", new, old)  # the last finalizer is gone: delete for real
-            self._after_delete(rdef, new)
-        else:
-            if (rdef.group, rdef.plural) == _CRD_GP:
-                self._register(new_def)
-            self._commit(rdef, "MODIFIED", new, old)
-        return new, warnings
+        return _Write(
+            op="UPDATE",
+            rdef=rdef,
+            version=version,
+            namespace=namespace,
+            name=name,
+            new=new,
+            old=old,
+            subresource=subresource,
+            request_name=name,
+            warnings=warnings,
+            options=dict(options or {}),
+            dry_run=dry_run,
+            noop=noop,
+            new_def=new_def,
+            gone=bool(new_meta.get("deletionTimestamp")) and not new_meta.get("finalizers"),
+        )
 
-    def _delete(
+    def _delete_candidate(
         self,
         rdef: ResourceDef,
         namespace: str | None,
@@ -324,7 +348,9 @@ class StateWritingMixin:
         *,
         preconditions: Mapping[str, Any] | None = None,
         dry_run: bool = False,
-    ) -> Body:
+        version: str | None = None,
+        options: Body | None = None,
+    ) -> _Write:
         old = self._get(rdef, namespace, name)
         if old is None:
             raise self._not_found(rdef, name)
@@ -340,24 +366,139 @@ class StateWritingMixin:
                     f"deleted and then recreated",
                     {"name": name, "group": rdef.group, "kind": rdef.plural},
                 )
+        w = _Write(
+            op="DELETE",
+            rdef=rdef,
+            version=version or rdef.storage_version,
+            namespace=namespace,
+            name=name,
+            new=copy.deepcopy(old),
+            old=old,
+            request_name=name,
+            options=dict(options or {}),
+            dry_run=dry_run,
+            gone=True,
+        )
         if old["metadata"].get("finalizers"):
+            w.gone = False
             if old["metadata"].get("deletionTimestamp"):
-                return old  # already being deleted: nothing changes
-            new = copy.deepcopy(old)
-            new["metadata"]["deletionTimestamp"] = _now()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
-            if dry_run:
-                return new
-            new["metadata"]["resourceVersion"] = self._next_rv()
-            self._commit(rdef, "MODIFIED", new, old)
-            return new
-        new = copy.deepcopy(old)
-        if dry_run:
-            return new
-        new["metadata"]["resourceVersion"] = self._next_rv()
-        self._commit(rdef, "DELETED", new, old)
-        self._after_delete(rdef, new)
-        return new
+                # Already being deleted: nothing changes, and kube does not even call admission.
+                w.noop, w.admitted = True, False
+            else:
+                w.new["metadata"]["deletionTimestamp"] = _now()
+                w.new["metadata"]["deletionGracePeriodSeconds"] = 0
+        return w
+
+    def _commit_write(self, w: _Write) -> Body:
+        """Store a candidate (unless a dry run or a no-op); returns the stored object."""
+        if w.op == "CREATE" and self._get(w.rdef, w.namespace, w.name) is not None:
+            raise _status(
+                409,
+                "AlreadyExists",
+                f"{w.rdef.group_resource} {json.dumps(w.name)} already exists",
+                {"name": w.name, "group": w.rdef.group, "kind": w.rdef.plural},
+            )
+        if w.noop:
+            assert w.old is not None
+            return w.old
+        if w.dry_run:
+            return w.new
+        w.new["metadata"]["resourceVersion"] = self._next_rv()
+        if w.gone:
+            self._commit(w.rdef, "DELETED", w.new, w.old)  # deleted, or the last finalizer is gone
+            self._after_delete(w.rdef, w.new)
+            return w.new
+        if w.new_def is not None:
+            self._register(w.new_def)
+        self._commit(w.rdef, "ADDED" if w.op == "CREATE" else "MODIFIED", w.new, w.old)
+        return w.new
+
+    def _conflict(self, rdef: ResourceDef, name: str) -> ApiError:
+        return _status(
+            409,
+            "Conflict",
+            f"Operation cannot be fulfilled on {rdef.group_resource} "
+            f"{json.dumps(name)}: the object has been modified; please apply your changes to the "
+            f"latest version and try again",
+            {"name": name, "group": rdef.group, "kind": rdef.plural},
+        )
+
+    # -- both phases at once, without admission ----------------------------------------------------
+
+    def _create(
+        self,
+        rdef: ResourceDef,
+        namespace: str | None,
+        body: Any,
+        *,
+        version: str | None = None,
+        dry_run: bool = False,
+        field_validation: str = "Warn",
+    ) -> tuple[Body, list[str]]:
+        w = self._create_candidate(
+            rdef, namespace, body, version=version, dry_run=dry_run, field_validation=field_validation
+        )
+        return self._commit_write(w), w.warnings
+
+    @staticmethod
+    def _check_name(rdef: ResourceDef, name: str) -> None:
+        if (rdef.group, rdef.plural) == _NS_GP:
+            ok, what = re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, "RFC 1123 label"
+        else:
+            label = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+            ok = re.fullmatch(rf"{label}(\.{label})*", name) and len(name) <= 253
+            what = "RFC 1123 subdomain"
+        if not ok:
+            raise _invalid(
+                rdef.kind,
+                rdef.group,
+                name,
+                [
+                    FieldCause(
+                        "FieldValueInvalid",
+                        "metadata.name",
+                        f"Invalid value: {json.dumps(name)}: a lowercase {what} must consist of lower case "
+                        f"alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                    )
+                ],
+            )
+
+    def _update(
+        self,
+        rdef: ResourceDef,
+        version: str,
+        namespace: str | None,
+        name: str,
+        transform: Callable[[Body], Body],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_validation: str = "Warn",
+    ) -> tuple[Body, list[str]]:
+        w = self._update_candidate(
+            rdef,
+            version,
+            namespace,
+            name,
+            transform,
+            subresource=subresource,
+            dry_run=dry_run,
+            field_validation=field_validation,
+        )
+        return self._commit_write(w), w.warnings
+
+    def _delete(
+        self,
+        rdef: ResourceDef,
+        namespace: str | None,
+        name: str,
+        *,
+        preconditions: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> Body:
+        return self._commit_write(
+            self._delete_candidate(rdef, namespace, name, preconditions=preconditions, dry_run=dry_run)
+        )
 
     def _after_delete(self, rdef: ResourceDef, body: Body) -> None:
         """Cascades: a namespace takes its objects with it; a CRD takes its resource & objects."""
