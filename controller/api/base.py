@@ -1,7 +1,7 @@
 """The pydantic base every resource model shares: camelCase on the wire, strict fields."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
@@ -26,7 +26,9 @@ class Model(BaseModel):
         except ValidationError as exc:
             # Report every bad field at once; a field the raw check explained is not repeated.
             said = {line.split(": ", 1)[0] for line in early}
-            rest = [line for line in explain(exc, prefix).problems if line.split(": ", 1)[0] not in said]
+            rest = [
+                line for line in explain(exc, prefix, cls.map_fields()).problems if line.split(": ", 1)[0] not in said
+            ]
             raise SpecError(early + rest) from None
         found = early + [f"{where}{field}: {why}" for field, why in model.problems()]
         if found:
@@ -48,6 +50,23 @@ class Model(BaseModel):
     def problems(self) -> list[tuple[str, str]]:
         """Rules that span fields, as (field path, why); none by default."""
         return []
+
+    @classmethod
+    def map_fields(cls) -> frozenset[str]:
+        """Wire names of the fields that are maps here or in the models inside: their keys are not fields."""
+        found: set[str] = set()
+
+        def walk(annotation: Any, name: str) -> None:
+            if get_origin(annotation) is dict:
+                found.add(name)
+            if isinstance(annotation, type) and issubclass(annotation, Model) and annotation is not cls:
+                found.update(annotation.map_fields())
+            for arg in get_args(annotation):
+                walk(arg, name)
+
+        for name, info in cls.model_fields.items():
+            walk(info.annotation, info.alias or name)
+        return frozenset(found)
 
     @classmethod
     def wire_fields(cls) -> tuple[str, ...]:

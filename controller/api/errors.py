@@ -17,19 +17,21 @@ class SpecError(ValueError):
         super().__init__("; ".join(self.problems))
 
 
-def field_path(loc: Iterable[int | str], prefix: str = "") -> str:
-    """A field as the API server names it: `spec.flags[1]`, `spec.params[xen.port]`."""
+def field_path(loc: Iterable[int | str], prefix: str = "", maps: frozenset[str] = frozenset()) -> str:
+    """A field as the API server names it: `spec.flags[1]`, a map's entry `spec.params[xen.port]`."""
     path = prefix
+    key_next = False
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
         elif part.startswith("function-") or part in ("int", "str"):
             # pydantic's internal branch labels (unions, validators) are not fields.
             continue
-        elif not IDENT.match(part) and path:
+        elif key_next or (not IDENT.match(part) and path):
             path += f"[{part}]"
         else:
             path += f".{part}" if path else str(part)
+        key_next = isinstance(part, str) and part in maps and not key_next
     return path or "(document)"
 
 
@@ -50,9 +52,9 @@ def _message(error: Any) -> str:
     return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"
 
 
-def explain(exc: ValidationError, prefix: str = "") -> SpecError:
+def explain(exc: ValidationError, prefix: str = "", maps: frozenset[str] = frozenset()) -> SpecError:
     # A union reports once per branch; the first says enough about the field.
     by_field: dict[str, str] = {}
     for error in exc.errors():
-        by_field.setdefault(field_path(error["loc"], prefix), _message(error))
+        by_field.setdefault(field_path(error["loc"], prefix, maps), _message(error))
     return SpecError([f"{path}: {why}" for path, why in by_field.items()])

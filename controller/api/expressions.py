@@ -307,21 +307,22 @@ def F(*path: str, key: str | None = None) -> Field:
 class Rule:
     """One rule: the field it is about, what must hold, why, and a document part that breaks it."""
 
-    field: tuple[str, ...]  # wire path from the rule's root; a map key is one element ("params", "xen.port")
+    field: tuple[str, ...]  # wire path from the rule's root
     must: Expr
     message: str
     breaking: Mapping[str, Any]  # merged over a valid document, it violates this rule and no other
     detail: Expr | None = None  # the value to quote after the message ("got -5")
+    key: str | None = None  # an entry of the map at `field`: ("params",) + "xen.port"
 
     @property
     def path(self) -> str:
-        """The field as the API server names it: `params.bandwidth`, `params[xen.port]`."""
-        return render_path(self.field)
+        """The field as the API server names it: `destination`, `params[xen.port]` (a map's key)."""
+        return render_path(self.field) + (f"[{self.key}]" if self.key is not None else "")
 
     @property
     def field_path(self) -> str:
         """The CRD rule's `fieldPath`, relative to where the rule sits: `.params['xen.port']`."""
-        return "".join(f".{p}" if IDENT.match(p) else f"[{_lit(p)}]" for p in self.field)
+        return "".join(f".{p}" for p in self.field) + (f"[{_lit(self.key)}]" if self.key is not None else "")
 
     def crd(self) -> dict[str, str]:
         return {"rule": self.must.cel(), "message": self.message, "fieldPath": self.field_path}

@@ -56,43 +56,27 @@ def _wrong(kind: ParamType) -> int | str:
 def _param_rules(name: str, kind: ParamType) -> list[Rule]:
     value = F("params", key=name)
     given = value.present()
+
+    def rule(must: Expr, message: str, bad: int | str) -> Rule:
+        return Rule(("params",), given.implies(must), message, {"params": {name: bad}}, value, key=name)
+
     unit = f" ({kind.unit})" if kind.unit else ""
     if kind.kind is int:
-        rules = [Rule(("params", name), given.implies(value.is_int()), f"must be an integer{unit}", {}, value)]
+        rules = [rule(value.is_int(), f"must be an integer{unit}", _wrong(kind))]
         if kind.minimum is not None:
             rules.append(
-                Rule(
-                    ("params", name),
-                    given.implies(~value.is_int() | value.ge(kind.minimum)),
-                    f"must be at least {kind.minimum}",
-                    {"params": {name: kind.minimum - 1}},
-                    value,
-                )
+                rule(~value.is_int() | value.ge(kind.minimum), f"must be at least {kind.minimum}", kind.minimum - 1)
             )
         if kind.maximum is not None:
             rules.append(
-                Rule(
-                    ("params", name),
-                    given.implies(~value.is_int() | value.le(kind.maximum)),
-                    f"must be at most {kind.maximum}",
-                    {"params": {name: kind.maximum + 1}},
-                    value,
-                )
+                rule(~value.is_int() | value.le(kind.maximum), f"must be at most {kind.maximum}", kind.maximum + 1)
             )
-    else:
-        rules = [Rule(("params", name), given.implies(value.is_string()), "must be a string", {}, value)]
-        if kind.choices is not None:
-            one = "(" + "|".join(kind.choices) + ")"
-            rules.append(
-                Rule(
-                    ("params", name),
-                    given.implies(~value.is_string() | value.matches(f"^{one}(,{one})*$")),
-                    f"must be one of {', '.join(kind.choices)} (or a comma-separated list of them)",
-                    {"params": {name: "gzip"}},
-                    value,
-                )
-            )
-    rules[0] = Rule(rules[0].field, rules[0].must, rules[0].message, {"params": {name: _wrong(kind)}}, value)
+        return rules
+    rules = [rule(value.is_string(), "must be a string", _wrong(kind))]
+    if kind.choices is not None:
+        one = "(" + "|".join(kind.choices) + ")"
+        choices = f"must be one of {', '.join(kind.choices)} (or a comma-separated list of them)"
+        rules.append(rule(~value.is_string() | value.matches(f"^{one}(,{one})*$"), choices, "gzip"))
     return rules
 
 
@@ -110,10 +94,11 @@ def _params_rules() -> list[Rule]:
     for name, field in SPEC_FIELD_FOR.items():
         rules.append(
             Rule(
-                ("params", name),
+                ("params",),
                 ~F("params", key=name).present(),
                 f"is set through spec.{field}, not as a parameter",
                 {"params": {name: "x"}},
+                key=name,
             )
         )
     for name, kind in KNOWN_PARAMS.items():

@@ -1,7 +1,6 @@
 """Validation: what the driver table says the source driver cannot honour, before anything moves."""
 
 from controller.api.enums import MigrationFlag, Reason
-from controller.api.expressions import render_path
 from controller.api.spec import DomainMigrationSpec
 from controller.backends.base import Capabilities, HostConfig
 from controller.engine.run import Outcome, fail
@@ -17,7 +16,7 @@ def unsupported_fields(spec: DomainMigrationSpec, driver: str, caps: Capabilitie
             found.append((f"flags[{i}]", f"the {driver} driver does not support flag {flag.value}"))
     for name in spec.params:
         if name not in caps.params:
-            found.append((render_path(["params", name]), f"the {driver} driver does not support parameter {name}"))
+            found.append((f"params[{name}]", f"the {driver} driver does not support parameter {name}"))
     if spec.source == spec.destination and not caps.localhost:
         found.append(("destination", f"the {driver} driver cannot migrate a domain to the same host"))
     if MigrationFlag.postCopy in spec.flags and not caps.postcopy:

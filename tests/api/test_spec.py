@@ -33,24 +33,24 @@ def test_unknown_flag_names_the_field_and_lists_the_known_ones() -> None:
 
 
 def test_negative_bandwidth_names_the_parameter() -> None:
-    assert problems(params={"bandwidth": -1}) == ["spec.params.bandwidth: must be at least 0, got -1"]
+    assert problems(params={"bandwidth": -1}) == ["spec.params[bandwidth]: must be at least 0, got -1"]
 
 
 @pytest.mark.parametrize("value", ["100", True, 1.5])
 def test_a_parameter_of_the_wrong_type_is_refused(value: object) -> None:
     [line] = problems(params={"bandwidth": value})
-    assert line.startswith("spec.params.bandwidth:")
+    assert line.startswith("spec.params[bandwidth]:")
 
 
 def test_unknown_compression_method() -> None:
     assert problems(params={"compression": "lz4"}) == [
-        "spec.params.compression: must be one of xbzrle, mt, zlib, zstd (or a comma-separated list of them), got 'lz4'"
+        "spec.params[compression]: must be one of xbzrle, mt, zlib, zstd (or a comma-separated list of them), got 'lz4'"
     ]
 
 
 def test_rename_and_uri_are_spec_fields_not_params() -> None:
     assert problems(params={"destination_name": "x"}) == [
-        "spec.params.destination_name: is set through spec.dname, not as a parameter"
+        "spec.params[destination_name]: is set through spec.dname, not as a parameter"
     ]
 
 

@@ -80,7 +80,7 @@ def test_bad_documents_are_refused_with_the_fields_named(tmp_path: Path, command
     done = domig(command, "-f", write(tmp_path, BAD), "--hosts", str(EXAMPLES / "hosts.yaml"))
     assert done.returncode == 2
     assert "spec.flags[1]: warp is not one of: live" in done.stderr
-    assert "spec.params.bandwidth: must be at least 0, got -5" in done.stderr
+    assert "spec.params[bandwidth]: must be at least 0, got -5" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
