@@ -147,9 +147,9 @@ async def test_apply_time_refusals_through_the_api_server(kube: ApiServer, webho
     assert kube.read("domainmigrations", "rename", NS) is None
 
     # Flags and parameters the driver lacks, and a namespace the host does not allow.
+    bad = migration("flags", source="xen-a", destination="xen-b", flags=["live", "postCopy"], params={"bandwidth": 1})
     with pytest.raises(ApiError) as info:
-        await asyncio.to_thread(kube.create, migration("flags", source="xen-a", destination="xen-b",
-                                                       flags=["live", "postCopy"], params={"bandwidth": 100}))  # fmt: skip
+        await asyncio.to_thread(kube.create, bad)
     text = str(info.value)
     assert "spec.flags[1]: NoSupport: the xend driver does not support flag postCopy" in text
     assert "spec.params[bandwidth]: NoSupport: the xend driver does not support parameter bandwidth" in text
