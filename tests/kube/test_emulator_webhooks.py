@@ -479,6 +479,15 @@ async def test_bad_answers_are_call_failures(
     assert (await rsp.json())["message"] == expected
 
 
+async def test_the_first_known_review_version_is_sent(
+    kube: ApiServer, server: WebhookServer, certs: Certificates
+) -> None:
+    server.routes["/old"] = lambda review: {"response": {"allowed": True}}  # v1beta1 answers were never checked
+    register(kube, hook("old.example.com", server.url("/old"), certs, admission_review_versions=["v1beta1", "v1"]))
+    kube.create(toy("t1"))
+    assert [r["apiVersion"] for r in server.reviews("/old")] == ["admission.k8s.io/v1beta1"]
+
+
 async def test_services_cannot_be_reached_so_failure_policy_decides(kube: ApiServer, certs: Certificates) -> None:
     service = {"namespace": "default", "name": "webhook", "path": "/validate"}
     for policy in ("Fail", "Ignore"):
