@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -23,11 +24,19 @@ from controller.backends.xend.transport import parse_uri
 from controller.cli.documents import load_hosts_file, load_migration_file
 from controller.engine.hosts import StaticHosts
 
+if TYPE_CHECKING:
+    from xendsim import XendHost
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RELOCATION_OFFSET = 2  # xend-port 8000, xend-relocation-port 8002
 DEMO_MEMORY_MIB = 1024
 # Bytes streamed per MiB of guest memory at the test xend's 8 Mbit/s: 1 GiB takes ~2 s.
 DEMO_MEMORY_SCALE = 2048
+# The simulator is its own distribution (xendsim/ in the repository), absent from domig's wheel and image.
+SIMULATOR_MISSING = (
+    "domig xend-demo: the xend simulator is not installed; "
+    "from a domig checkout run `pip install ./xendsim` (or `make setup`)"
+)
 
 
 def relocation_port(http_port: int) -> int:
@@ -56,20 +65,36 @@ def add_parser(sub: Any) -> None:
     x.set_defaults(func=cmd_xend_demo)
 
 
-def cmd_xend_demo(args: argparse.Namespace) -> int:
-    from controller.cli.main import _report  # main registers this command, so it is imported late
+def simulator() -> type[XendHost] | None:
+    """The test xend, or None where it is not installed (the operator image, a plain `pip install`)."""
+    # Loaded only here: no other command needs it, and the xend driver never does.
+    try:
+        from xendsim import XendHost
+    except ModuleNotFoundError as exc:
+        if exc.name != "xendsim":
+            raise  # the simulator is there but broken: let that show
+        return None
+    return XendHost
 
+
+def cmd_xend_demo(args: argparse.Namespace) -> int:
+    from controller.cli.main import EXIT_INVALID, _report  # main registers this command, so it is imported late
+
+    xend_host = simulator()
+    if xend_host is None:
+        print(SIMULATOR_MISSING, file=sys.stderr)
+        return EXIT_INVALID
     migration = load_migration_file(Path(args.file))
     hosts = load_hosts_file(Path(args.hosts))
     err = Console(stderr=True)
-    status = asyncio.run(_demo(migration, hosts, args.output, err))
+    status = asyncio.run(_demo(xend_host, migration, hosts, args.output, err))
     return _report(status, args.output, Console(), err)
 
 
-async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err: Console) -> DomainMigrationStatus:
-    # The test xend is only for demos and tests; the command line does not load it otherwise.
+async def _demo(
+    xend_host: type[XendHost], migration: DomainMigration, hosts: StaticHosts, output: str, err: Console
+) -> DomainMigrationStatus:
     from controller.cli.main import run_migration
-    from controller.xendsim import XendHost
 
     spec = migration.spec
     source, dest = hosts.find(spec.source), hosts.find(spec.destination)
@@ -81,7 +106,7 @@ async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err
     async with AsyncExitStack() as stack:
         try:
             b = await stack.enter_async_context(
-                XendHost(
+                xend_host(
                     name=dest.name,
                     http=(dst_ip, dst_port),
                     relocation=(dst_ip, relocation_port(dst_port)),
@@ -89,7 +114,7 @@ async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err
                 )
             )
             a = await stack.enter_async_context(
-                XendHost(
+                xend_host(
                     name=source.name,
                     http=(src_ip, src_port),
                     relocation=(src_ip, relocation_port(src_port)),
