@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck libvirt bench clean
+.PHONY: setup demo test lint typecheck libvirt image bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ demo: setup
 libvirt: setup
 	bash scripts/install-libvirt.sh $(VENV)
 
+# The operator image, with podman (root; installs podman and makes a stand-in base the first time).
+image:
+	bash scripts/build-image.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 
@@ -27,8 +31,9 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collects nothing; make fails on it, so an empty run never passes.
-test: setup libvirt lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The image was just built, so tests/image must run rather than skip.
+test: setup libvirt image lint typecheck
+	DOMIG_IMAGE_REQUIRED=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m bench
