@@ -16,13 +16,13 @@ from controller.backends.base import BackendError, DomainInfo, JobInfo, JobPhase
 from controller.backends.registry import DriverTable
 from controller.engine.checks import same_driver, unsupported
 from controller.engine.contact import reconnect
-from controller.engine.hosts import HostDirectory
 from controller.engine.monitor import monitor
 from controller.engine.run import Outcome, Run, fail
 
 
-async def validate(run: Run, hosts: HostDirectory, drivers: DriverTable) -> Phase:
-    spec = run.spec
+async def validate(run: Run) -> Phase:
+    spec, hosts, drivers = run.spec, run.hosts, run.drivers
+    assert hosts is not None and drivers is not None, "the engine hands every run its hosts and drivers"
     for field, name in (("source", spec.source), ("destination", spec.destination)):
         if hosts.find(name) is None:
             raise fail(Reason.InvalidSpec, f"spec.{field}: no host named {name!r} is known")

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 
 from controller.api.conditions import refresh_conditions
 from controller.api.enums import MigrationFlag, Phase, Reason
+from controller.api.phases import ForbiddenTransition
 from controller.api.resource import DomainMigration
 from controller.api.spec import DomainMigrationSpec
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
 from controller.backends.base import Capabilities, Connection, HostConfig
 from controller.backends.registry import DriverTable
 from controller.engine.controls import Controls
+from controller.engine.hosts import HostDirectory
 from controller.engine.policy import Policy
 
 
@@ -56,6 +58,7 @@ class Run:
     controls: Controls
     policy: Policy
     drivers: DriverTable | None = None  # to reconnect to a host that stopped answering
+    hosts: HostDirectory | None = None
     source_host: HostConfig | None = None
     dest_host: HostConfig | None = None
     capabilities: Capabilities | None = None
@@ -121,6 +124,8 @@ class Run:
         before = self.status.phase
         if before == phase:
             return
+        if not before.may_go_to(phase):
+            raise ForbiddenTransition(before, phase)
         self.status.phase = phase
         if reason is not None:
             self.status.reason = reason

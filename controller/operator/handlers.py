@@ -19,15 +19,16 @@ from controller.operator.config import OperatorConfig
 from controller.operator.context import Context
 from controller.operator.hosts import limits_of
 from controller.operator.kube import Kube
-from controller.operator.migrations import ACTIVE, MigrationDaemon, running_tickets, ticket_of
+from controller.operator.migrations import MigrationDaemon, running_tickets, ticket_of
 from controller.operator.probe import probe
-from controller.operator.reporting import observed, refusal_condition
+from controller.operator.reporting import record_edit
 from controller.operator.review import review_host, review_migration
 from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
 
 CONFIG = OperatorConfig.from_environment()
 FINALIZER = f"{GROUP}/finalizer"
 TERMINAL = {phase.value for phase in Phase if phase.terminal}
+ACTIVE = {phase.value for phase in Phase if phase.active}
 
 
 @kopf.on.startup()
@@ -67,7 +68,7 @@ def active_migrations(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any
 ) -> Any:
     """Migrations past admission and not finished: they hold slots, also across restarts."""
-    if status.get("phase") in {p.value for p in ACTIVE}:
+    if status.get("phase") in ACTIVE:
         accepted = status.get("acceptedSpec") or spec
         return {f"{namespace}/{name}": ticket_of(namespace or "", name, accepted, meta.get("creationTimestamp", ""))}
     return {}  # not None: kopf keeps an object's old entries when its indexer returns None
@@ -113,11 +114,9 @@ async def edited_after_the_end(
     if type == "DELETED" or status.get("phase") not in TERMINAL or status.get("observedGeneration") == generation:
         return  # a running daemon observes its own edits (MigrationDaemon.follow_spec)
     accepted = dict(status.get("acceptedSpec") or {})
-    fields = refused_changes(accepted, dict(body.spec)) if accepted else []
-    refusal = refusal_condition(fields) if fields else None
-    await memo.ctx.kube.patch_status("domainmigrations", name, namespace, observed(status, generation, refusal))
-    if refusal is not None:
-        kopf.event(body, type="Warning", reason="SpecChangeRefused", message=refusal.message)
+    said = await record_edit(memo.ctx.kube, body, refused_changes(accepted, dict(body.spec)) if accepted else [])
+    if said is not None:
+        kopf.event(body, type="Warning", reason="SpecChangeRefused", message=said[2])
 
 
 def validate_migration(body: kopf.Body, memo: Any, warnings: list[str], **kwargs: Any) -> None:

@@ -26,7 +26,6 @@ from controller.operator.context import Context
 from controller.operator.hosts import HostIndex, HostProblem, check_host, lookup, resolve
 from controller.operator.reporting import Reporter, known_status
 
-ACTIVE = (Phase.Validating, Phase.Preparing, Phase.Migrating, Phase.Verifying)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
