@@ -15,6 +15,7 @@ from controller.api.resource import GROUP, VERSION
 
 class Kube:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.client = client
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
 
