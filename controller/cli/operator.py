@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import sys
 from typing import Any
 
 
@@ -35,19 +36,32 @@ def cmd_operator(args: argparse.Namespace) -> int:
     if args.webhook_listen:
         os.environ["DOMIG_WEBHOOK_LISTEN"] = args.webhook_listen  # read by the handlers' configuration
     import kopf
+    import kubernetes
     import prometheus_client
 
     import controller.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+    from controller.cli.main import EXIT_INVALID
     from controller.operator import logs
+    from controller.operator.kube import Kube
+    from controller.operator.startup import Scope, StartupError, check
 
+    logs.configure(args.log_format, verbose=args.verbose)
+    scope = Scope(namespaces=tuple(args.namespace or ()), peering=None if args.standalone else args.peering)
+    try:
+        check(Kube.from_environment().client, scope)
+    except StartupError as exc:
+        print(f"domig operator: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except kubernetes.config.ConfigException as exc:
+        print(f"domig operator: no cluster to talk to: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
-    logs.configure(args.log_format, verbose=args.verbose)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         standalone=args.standalone,
-        peering_name=None if args.standalone else args.peering,
+        peering_name=scope.peering,
         # Equal priorities make every replica pause; random ones elect one.
         priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
         liveness_endpoint=args.liveness,

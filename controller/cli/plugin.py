@@ -21,6 +21,7 @@ from controller.api.errors import SpecError
 from controller.api.resource import GROUP, VERSION, DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.cli.main import EXIT_INVALID, exit_code, report_invalid
+from controller.cli.names import generate_name, name_problem
 from controller.cli.render import LiveView
 from controller.engine.run import Transition
 from controller.operator.kube import Kube
@@ -53,13 +54,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.dname:
         spec["dname"] = args.dname
     metadata: dict[str, Any] = {"namespace": args.namespace}
-    if args.name:
+    problems: list[str] = []
+    if args.name is not None:
+        if problem := name_problem(args.name):
+            problems.append(f"metadata.name (--name): {problem}")
         metadata["name"] = args.name
     else:
-        metadata["generateName"] = f"{args.domain.lower()}-to-{args.destination.lower()}-"
+        # The domain goes verbatim in the spec; only the object's name is made from it.
+        metadata["generateName"] = generate_name(args.domain, args.destination)
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DomainMigration", "metadata": metadata, "spec": spec}
     # Check it here first: the same one-line-per-field errors as `domig validate`.
-    DomainMigration.parse({**body, "metadata": {"name": args.name or "check", "namespace": args.namespace}})
+    try:
+        DomainMigration.parse({**body, "metadata": {"name": "check", "namespace": args.namespace}})
+    except SpecError as exc:
+        problems += exc.problems
+    if problems:
+        raise SpecError(problems)
     created = cast(Obj, _api().create_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, body))
     name = created["metadata"]["name"]
     print(f"domainmigration.{GROUP}/{name} created", file=sys.stderr)

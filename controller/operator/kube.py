@@ -17,6 +17,7 @@ from controller.operator.certificates import KeyPair
 
 class Kube:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.client = client
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
 
