@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,9 @@ def _peering_resource(client: kubernetes.client.ApiClient, scope: Scope) -> tupl
 
 def _check_permissions(client: kubernetes.client.ApiClient, scope: Scope, peering: tuple[str, str, str] | None) -> None:
     needed = list(PERMISSIONS)
+    if os.environ.get("DOMIG_WEBHOOK_LISTEN"):
+        why = "the admission webhook could not be registered (manifests/webhook.yaml)"
+        needed += _both(("create", "patch"), "validatingwebhookconfigurations", "admissionregistration.k8s.io", why=why)
     if peering is not None:
         group, plural, _ = peering
         why = "the replicas could not agree which one acts"
