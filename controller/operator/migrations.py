@@ -49,13 +49,14 @@ class MigrationDaemon:
         ctx: Context,
         body: kopf.Body,
         stopped: kopf.DaemonStopped,
-        hosts: HostIndex,
         logger: Logger,
     ) -> None:
         self.ctx = ctx
         self.body = body
         self.stopped = stopped
-        self.hosts = hosts
+        self.hosts: HostIndex = ctx.indexes.hosts
+        self.policies = ctx.indexes.policies
+        self.namespaces = ctx.indexes.namespace_labels
         self.logger = logger
         self.controls = Controls()
         marker = (body.get("status") or {}).get("migrationStartTime")
@@ -64,8 +65,6 @@ class MigrationDaemon:
         self.namespace = str(body.metadata.namespace)
         self.status = DomainMigrationStatus()
         self.accepted: dict[str, Any] = {}
-        self.policies: Mapping[str, Iterable[Mapping[str, Any]]] = {}
-        self.namespaces: Mapping[str, Iterable[Mapping[str, str]]] = {}
 
     @property
     def key(self) -> str:

@@ -42,7 +42,11 @@ async def webhook(
     """The operator with its webhook on loopback; yields the configuration it registered."""
     monkeypatch.setenv("DOMIG_WEBHOOK_LISTEN", f"127.0.0.1:{free_port()}")
     async with KopfOperator(kube, HANDLERS):
-        config = await until(lambda: kube.read("validatingwebhookconfigurations", CONFIGURATION), within=20)
+        # kopf creates the configuration empty, then patches its webhooks in.
+        config = await until(
+            lambda: (c := kube.read("validatingwebhookconfigurations", CONFIGURATION)) and c.get("webhooks") and c,
+            within=20,
+        )
         yield config
 
 
