@@ -11,7 +11,6 @@ import argparse
 import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -21,9 +20,9 @@ from controller.api.status import DomainMigrationStatus
 from controller.backends.base import BackendError, HostConfig
 from controller.backends.xend.transport import parse_uri
 from controller.cli.documents import load_hosts_file, load_migration_file
+from controller.cli.running import report, run_migration
 from controller.engine.hosts import StaticHosts
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RELOCATION_OFFSET = 2  # xend-port 8000, xend-relocation-port 8002
 DEMO_MEMORY_MIB = 1024
 # Bytes streamed per MiB of guest memory at the test xend's 8 Mbit/s: 1 GiB takes ~2 s.
@@ -48,27 +47,16 @@ def http_address(host: HostConfig) -> tuple[str, int]:
     return address.strip("[]"), int(port)
 
 
-def add_parser(sub: Any) -> None:
-    x = sub.add_parser("xend-demo", help="start two test xends from a hosts file and migrate through them")
-    x.add_argument("--hosts", default=str(EXAMPLES / "hosts-xend.yaml"), help="two xend HypervisorHosts")
-    x.add_argument("-f", "--file", default=str(EXAMPLES / "migration-xend.yaml"), help="the DomainMigration")
-    x.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
-    x.set_defaults(func=cmd_xend_demo)
-
-
 def cmd_xend_demo(args: argparse.Namespace) -> int:
-    from controller.cli.main import _report  # main registers this command, so it is imported late
-
     migration = load_migration_file(Path(args.file))
     hosts = load_hosts_file(Path(args.hosts))
     err = Console(stderr=True)
     status = asyncio.run(_demo(migration, hosts, args.output, err))
-    return _report(status, args.output, Console(), err)
+    return report(status, args.output, Console(), err)
 
 
 async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err: Console) -> DomainMigrationStatus:
     # The test xend is only for demos and tests; the command line does not load it otherwise.
-    from controller.cli.main import run_migration
     from controller.xendsim import XendHost
 
     spec = migration.spec

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from controller.api.resource import GROUP, VERSION
+from controller.kubeclient import api_client
 from controller.operator.certificates import KeyPair
 
 
@@ -24,16 +24,7 @@ class Kube:
 
     @classmethod
     def from_environment(cls) -> Kube:
-        """In a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
-        config = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-        except kubernetes.config.ConfigException:
-            # The library reads $KUBECONFIG once, at import; read it now instead.
-            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=os.environ.get("KUBECONFIG"), client_configuration=config
-            )
-        return cls(kubernetes.client.ApiClient(config))
+        return cls(api_client())
 
     async def patch_status(self, plural: str, name: str, namespace: str | None, patch: dict[str, Any]) -> None:
         body = {"status": patch}
