@@ -7,10 +7,11 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The xend simulator is a distribution of its own (not in domig's wheel); tests and demos need it.
+$(VENV)/.installed: pyproject.toml xendsim/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e ./xendsim
 	touch $@
 
 demo: setup

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -20,13 +22,21 @@ from controller.api.status import DomainMigrationStatus
 from controller.backends.base import BackendError, HostConfig
 from controller.backends.xend.transport import parse_uri
 from controller.cli.documents import load_hosts_file, load_migration_file
-from controller.cli.running import report, run_migration
+from controller.cli.running import EXIT_INVALID, report, run_migration
 from controller.engine.hosts import StaticHosts
+
+if TYPE_CHECKING:
+    from xendsim import XendHost
 
 RELOCATION_OFFSET = 2  # xend-port 8000, xend-relocation-port 8002
 DEMO_MEMORY_MIB = 1024
 # Bytes streamed per MiB of guest memory at the test xend's 8 Mbit/s: 1 GiB takes ~2 s.
 DEMO_MEMORY_SCALE = 2048
+# The simulator is its own distribution (xendsim/ in the repository), absent from domig's wheel and image.
+SIMULATOR_MISSING = (
+    "domig xend-demo: the xend simulator is not installed; "
+    "from a domig checkout run `pip install ./xendsim` (or `make setup`)"
+)
 
 
 def relocation_port(http_port: int) -> int:
@@ -47,17 +57,33 @@ def http_address(host: HostConfig) -> tuple[str, int]:
     return address.strip("[]"), int(port)
 
 
+def simulator() -> type[XendHost] | None:
+    """The test xend, or None where it is not installed (the operator image, a plain `pip install`)."""
+    # Loaded only here: no other command needs it, and the xend driver never does.
+    try:
+        from xendsim import XendHost
+    except ModuleNotFoundError as exc:
+        if exc.name != "xendsim":
+            raise  # the simulator is there but broken: let that show
+        return None
+    return XendHost
+
+
 def cmd_xend_demo(args: argparse.Namespace) -> int:
+    xend_host = simulator()
+    if xend_host is None:
+        print(SIMULATOR_MISSING, file=sys.stderr)
+        return EXIT_INVALID
     migration = load_migration_file(Path(args.file))
     hosts = load_hosts_file(Path(args.hosts))
     err = Console(stderr=True)
-    status = asyncio.run(_demo(migration, hosts, args.output, err))
+    status = asyncio.run(_demo(xend_host, migration, hosts, args.output, err))
     return report(status, args.output, Console(), err)
 
 
-async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err: Console) -> DomainMigrationStatus:
-    # The test xend is only for demos and tests; the command line does not load it otherwise.
-    from controller.xendsim import XendHost
+async def _demo(
+    xend_host: type[XendHost], migration: DomainMigration, hosts: StaticHosts, output: str, err: Console
+) -> DomainMigrationStatus:
 
     spec = migration.spec
     source, dest = hosts.find(spec.source), hosts.find(spec.destination)
@@ -69,7 +95,7 @@ async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err
     async with AsyncExitStack() as stack:
         try:
             b = await stack.enter_async_context(
-                XendHost(
+                xend_host(
                     name=dest.name,
                     http=(dst_ip, dst_port),
                     relocation=(dst_ip, relocation_port(dst_port)),
@@ -77,7 +103,7 @@ async def _demo(migration: DomainMigration, hosts: StaticHosts, output: str, err
                 )
             )
             a = await stack.enter_async_context(
-                XendHost(
+                xend_host(
                     name=source.name,
                     http=(src_ip, src_port),
                     relocation=(src_ip, relocation_port(src_port)),

@@ -13,9 +13,9 @@ from controller.api import DomainMigrationStatus, Phase, Reason
 from controller.api.status import DomainState
 from controller.backends.base import Credentials
 from controller.engine import Transition
-from controller.xendsim import Power, XendProcess
 from tests.backends.xendlab import SLOW, Engines, XendLab, posts, until, xend_lab
 from tests.engine.conftest import Crash, Recorder, migration
+from xendsim import Power, XendProcess
 
 UUID = "4f77abd2-3019-58e8-3bab-6fbf2118f880"
 

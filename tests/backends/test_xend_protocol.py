@@ -15,9 +15,9 @@ from controller.backends.xend import XendDriver
 from controller.backends.xend import sxp as xsxp
 from controller.backends.xend.driver import XendConnection, state_of
 from controller.backends.xend.transport import XendSaidNo, check, parse_uri
-from controller.xendsim import Power
-from controller.xendsim.server import xend_app
 from tests.backends.xendlab import SLOW, posts, until, xend_lab
+from xendsim import Power
+from xendsim.server import xend_app
 
 UUID = "4f77abd2-3019-58e8-3bab-6fbf2118f880"
 

@@ -12,8 +12,8 @@ from controller.backends.base import HostConfig
 from controller.backends.registry import DriverTable
 from controller.backends.xend import XendDriver
 from controller.engine import Engine, Policy, Sink, StaticHosts
-from controller.xendsim import XendHost
-from controller.xendsim.node import RequestRecord
+from xendsim import XendHost
+from xendsim.node import RequestRecord
 
 # Bytes streamed per MiB of guest memory; the test xend sends 8 Mbit/s, so a 256 MiB guest
 # takes ~0.26 s at FAST and ~1 s at SLOW.

@@ -13,7 +13,7 @@ import aiohttp
 
 from controller.cli.documents import load_hosts_file, load_migration_file
 from controller.cli.xend_demo import http_address, relocation_port
-from controller.xendsim import XendProcess
+from xendsim import XendProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ROOT / "examples" / "hosts-xend.yaml"
@@ -73,3 +73,26 @@ async def test_xend_demo_runs_the_examples() -> None:
     assert code == 0, err
     assert "xen-a runs: Domain-0\n" in err and "xen-b runs: Domain-0, web" in err
     assert "Succeeded (Completed): migrated: web runs on xen-b" in err
+
+
+# What a `pip install domig` without the simulator has: `import xendsim` fails as a missing module.
+HIDE_SIMULATOR = """
+import sys
+sys.modules["xendsim"] = None  # import of xendsim halted: ModuleNotFoundError, as when not installed
+from controller.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+async def test_xend_demo_without_the_simulator_says_how_to_get_it() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HIDE_SIMULATOR, "xend-demo",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert out == b""
+    assert err.decode().splitlines() == [
+        "domig xend-demo: the xend simulator is not installed; "
+        "from a domig checkout run `pip install ./xendsim` (or `make setup`)"
+    ]

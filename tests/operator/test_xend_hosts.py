@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from controller.xendsim import XendProcess
 from tests.backends.xendlab import posts, xend_lab
 from tests.kube.emulator import ApiServer, KopfOperator, KopfSubprocess
 from tests.operator.conftest import FAST, HANDLERS, migration, until, wait_phase
+from xendsim import XendProcess
 
 
 def xend_host(name: str, url: str) -> dict[str, object]:

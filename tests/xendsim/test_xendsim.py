@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from controller.xendsim import Power, XendHost, XendProcess, sxp
-from controller.xendsim.args import migrate_args, parse_form
-from controller.xendsim.errors import ArgError
+from xendsim import Power, XendHost, XendProcess, sxp
+from xendsim.args import migrate_args, parse_form
+from xendsim.errors import ArgError
 
 # 256 MiB * 1024 B/MiB = 256 KiB; at the default 8 Mbit/s that streams in ~0.26 s.
 FAST = 1024

@@ -9,13 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
-from controller.xendsim.config import Address, DomainLike, HostConfig, domain_spec, domain_specs
-from controller.xendsim.control import control_app
-from controller.xendsim.faults import Faults
-from controller.xendsim.node import Node, RequestRecord
-from controller.xendsim.relocation import RelocationListener
-from controller.xendsim.server import xend_app
-from controller.xendsim.state import Domain, HostState
+from xendsim.config import Address, DomainLike, HostConfig, domain_spec, domain_specs
+from xendsim.control import control_app
+from xendsim.faults import Faults
+from xendsim.node import Node, RequestRecord
+from xendsim.relocation import RelocationListener
+from xendsim.server import xend_app
+from xendsim.state import Domain, HostState
 
 
 class XendHost:

@@ -5,11 +5,11 @@ and a relocation listener; ``op=migrate`` streams the domain to the destination'
 listener over real TCP, as xend did. ``/_test/...`` routes and ``Faults`` are test-only.
 """
 
-from controller.xendsim.config import HostConfig
-from controller.xendsim.faults import Faults
-from controller.xendsim.host import XendHost
-from controller.xendsim.process import XendProcess
-from controller.xendsim.state import Domain, DomainSpec, HostState, Power
+from xendsim.config import HostConfig
+from xendsim.faults import Faults
+from xendsim.host import XendHost
+from xendsim.process import XendProcess
+from xendsim.state import Domain, DomainSpec, HostState, Power
 
 __all__ = [
     "Domain",

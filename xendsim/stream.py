@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import struct
 
-from controller.xendsim import sxp
+from xendsim import sxp
 
 SIGNATURE = b"LinuxGuestRecord"
 _CONFIG_LENGTH = struct.Struct("!i")

@@ -1,6 +1,6 @@
 """Run one simulated xend host as its own process.
 
-    python -m controller.xendsim --name hostA --listen 127.0.0.1:8000 \\
+    python -m xendsim --name hostA --listen 127.0.0.1:8000 \\
         --relocation 127.0.0.1:8002 --domain name=web,memory=256 [--config host.yaml]
 
 Prints one line ``XENDSIM READY {json}`` on stdout once it listens; SIGTERM stops it.
@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
-from controller.xendsim.config import HostConfig, parse_address
-from controller.xendsim.host import XendHost
-from controller.xendsim.process import READY_PREFIX
+from xendsim.config import HostConfig, parse_address
+from xendsim.host import XendHost
+from xendsim.process import READY_PREFIX
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m controller.xendsim", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m xendsim", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", type=Path, help="YAML file with the options below (flags win)")
     p.add_argument("--name", help="host label (default: xend)")
     p.add_argument("--hostname", help="the host name /xend/node reports (default: the listen host)")

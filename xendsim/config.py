@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TypeAlias
 
-from controller.xendsim.args import migrate_args
-from controller.xendsim.faults import Faults
-from controller.xendsim.state import DomainSpec
+from xendsim.args import migrate_args
+from xendsim.faults import Faults
+from xendsim.state import DomainSpec
 
 Address = tuple[str, int]
 DomainLike: TypeAlias = DomainSpec | Mapping[str, object] | str

@@ -12,8 +12,8 @@ from types import TracebackType
 
 READY_PREFIX = "XENDSIM READY "
 
-# The directory holding the ``controller`` package, so the child can import it.
-_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+# The directory holding this package, so the child imports the same copy as its parent, installed or not.
+_SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
 class XendProcess:
@@ -58,7 +58,7 @@ class XendProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SOURCE_ROOT), env.get("PYTHONPATH")]))
         self._proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "controller.xendsim", *self.args,
+            self.python, "-m", "xendsim", *self.args,
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )  # fmt: skip

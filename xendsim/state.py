@@ -8,8 +8,8 @@ import uuid as uuidlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from controller.xendsim.errors import VmError, XendError, XendInvalidDomain
-from controller.xendsim.sxp import Encodable
+from xendsim.errors import VmError, XendError, XendInvalidDomain
+from xendsim.sxp import Encodable
 
 DOM0_NAME = "Domain-0"
 MIGRATING_PREFIX = "migrating-"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from controller.xendsim.errors import ArgError
+from xendsim.errors import ArgError
 
 ArgType = Literal["int", "str", "bool"]
 ArgSpec = Sequence[tuple[str, ArgType]]

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from controller.xendsim.config import HostConfig
-from controller.xendsim.faults import Faults
-from controller.xendsim.state import HostState
+from xendsim.config import HostConfig
+from xendsim.faults import Faults
+from xendsim.state import HostState
 
 
 @dataclass

@@ -8,8 +8,8 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from controller.xendsim.faults import Faults
-from controller.xendsim.node import NODE_KEY, Node
+from xendsim.faults import Faults
+from xendsim.node import NODE_KEY, Node
 
 
 def add_control_routes(app: web.Application) -> None:

@@ -7,11 +7,11 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from controller.xendsim import stream
-from controller.xendsim.errors import XendError, XendInvalidDomain
-from controller.xendsim.node import Node
-from controller.xendsim.state import MIGRATING_PREFIX, Domain, Power
-from controller.xendsim.sxp import Encodable, Sxp, name
+from xendsim import stream
+from xendsim.errors import XendError, XendInvalidDomain
+from xendsim.node import Node
+from xendsim.state import MIGRATING_PREFIX, Domain, Power
+from xendsim.sxp import Encodable, Sxp, name
 
 CHUNK = 16 * 1024
 CONNECT_TIMEOUT = 10.0

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 
-from controller.xendsim import stream
-from controller.xendsim.config import Address
-from controller.xendsim.errors import XendError
-from controller.xendsim.node import Node
-from controller.xendsim.state import Domain, DomainSpec, Power
-from controller.xendsim.sxp import Sxp, child_value, name
+from xendsim import stream
+from xendsim.config import Address
+from xendsim.errors import XendError
+from xendsim.node import Node
+from xendsim.state import Domain, DomainSpec, Power
+from xendsim.sxp import Sxp, child_value, name
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import MultiMapping
 
-from controller.xendsim import sxp
-from controller.xendsim.args import migrate_args, parse_form
-from controller.xendsim.control import add_control_routes
-from controller.xendsim.errors import XendError, XendInvalidDomain
-from controller.xendsim.migrate import Request, migrate
-from controller.xendsim.node import NODE_KEY, Node, RequestRecord
-from controller.xendsim.state import Domain, DomainSpec, Power
+from xendsim import sxp
+from xendsim.args import migrate_args, parse_form
+from xendsim.control import add_control_routes
+from xendsim.errors import XendError, XendInvalidDomain
+from xendsim.migrate import Request, migrate
+from xendsim.node import NODE_KEY, Node, RequestRecord
+from xendsim.state import Domain, DomainSpec, Power
 
 Form = dict[str, list[str]]
 Op = Callable[[Node, Domain, Form], Awaitable[web.Response]]
