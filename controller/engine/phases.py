@@ -12,9 +12,9 @@ from typing import Literal
 
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.status import DomainState, Endpoint, timestamp
-from controller.backends.base import BackendError, DomainInfo, JobInfo, JobPhase, MigrationRequest
+from controller.backends.base import BackendError, DomainInfo, Driver, HostConfig, JobInfo, JobPhase, MigrationRequest
 from controller.backends.registry import DriverTable
-from controller.engine.checks import same_driver, unsupported
+from controller.engine.checks import different_drivers, unsupported_by_either
 from controller.engine.contact import reconnect
 from controller.engine.monitor import monitor
 from controller.engine.run import Outcome, Run, fail
@@ -27,18 +27,27 @@ async def validate(run: Run) -> Phase:
         if hosts.find(name) is None:
             raise fail(Reason.InvalidSpec, f"spec.{field}: no host named {name!r} is known")
     run.source_host, run.dest_host = hosts.find(spec.source), hosts.find(spec.destination)
-    assert run.source_host is not None and run.dest_host is not None
-    problem = same_driver(run.source_host, run.dest_host)
-    try:
-        driver = drivers.get(run.source_host.driver)
-    except BackendError as exc:
-        raise fail(exc.reason or Reason.NoSupport, exc.message) from None
-    run.capabilities = driver.capabilities
-    problem = problem or unsupported(spec, driver.name, driver.capabilities)
+    source, dest = run.source_host, run.dest_host
+    assert source is not None and dest is not None
+    source_driver = _driver(drivers, source)
+    problem = different_drivers(source.name, source.driver, dest.name, dest.driver)
     if problem:
-        raise problem
+        raise fail(Reason.NoSupport, problem)
+    dest_driver = _driver(drivers, dest)
+    run.capabilities = source_driver.capabilities
+    sides = [("source", source_driver), ("destination", dest_driver)]
+    found = unsupported_by_either(spec, [(side, d.name, d.capabilities) for side, d in sides])
+    if found:
+        raise fail(Reason.NoSupport, found[0][2])
     adopt_policy(run)
     return Phase.Preparing
+
+
+def _driver(drivers: DriverTable, host: HostConfig) -> Driver:
+    try:
+        return drivers.get(host.driver)
+    except BackendError as exc:
+        raise fail(exc.reason or Reason.NoSupport, exc.message) from None
 
 
 def adopt_policy(run: Run) -> None:
