@@ -4,7 +4,9 @@ Each rule is written once, here. The model checks it (`Model.parse`), the CRD ca
 CEL rule (`controller.api.crds`), and the admission webhook answers with the model's words; a
 test walks this book and sends a document breaking each rule to all three. A single field's
 constraints (pattern, range, length, enum) are the pydantic fields' own, from which the CRD's
-OpenAPI schema is generated; `tests/api/test_rulebook.py` walks those too.
+OpenAPI schema is generated; `tests/api/test_rulebook.py` walks those too. The rules about one
+driver (its host fields on another driver's host, its own parameters) are derived here from its
+declaration (controller/api/drivers.py), so a new driver brings its rules with it.
 """
 
 from __future__ import annotations
