@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from controller.api.conditions import refresh_conditions
 from controller.api.enums import MigrationFlag, Phase, Reason
@@ -12,7 +13,7 @@ from controller.api.phases import ForbiddenTransition
 from controller.api.resource import DomainMigration
 from controller.api.spec import DomainMigrationSpec
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
-from controller.backends.base import Capabilities, Connection, HostConfig
+from controller.backends.base import BackendError, Capabilities, Connection, HostConfig
 from controller.backends.registry import DriverTable
 from controller.engine.controls import Controls
 from controller.engine.hosts import HostDirectory
@@ -49,6 +50,23 @@ class Outcome(Exception):
 
 def fail(reason: Reason, message: str) -> Outcome:
     return Outcome(Phase.Failed, reason, message)
+
+
+def failure(exc: BackendError, what: str, otherwise: Reason = Reason.HostUnreachable) -> Outcome:
+    """A backend's error as the run's failure: its own reason when it typed one, and what we asked
+    (nothing when the error says it all)."""
+    return fail(exc.reason or otherwise, f"{what}: {exc}" if what else exc.message)
+
+
+T = TypeVar("T")
+
+
+async def ask(call: Awaitable[T], what: str, otherwise: Reason = Reason.HostUnreachable) -> T:
+    """Await a backend call; its error ends the run as `failure` says."""
+    try:
+        return await call
+    except BackendError as exc:
+        raise failure(exc, what, otherwise) from None
 
 
 @dataclass

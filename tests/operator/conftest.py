@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.backends.test import TestDriver
+from controller.backends.test.driver import TestDriver
 from tests.kube.emulator import ApiServer, KopfOperator
 
 ROOT = Path(__file__).resolve().parents[2]
