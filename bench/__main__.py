@@ -18,7 +18,7 @@ from rich.table import Table
 from controller.api import load_migration
 from controller.backends.base import HostConfig
 from controller.backends.registry import DriverTable
-from controller.backends.test import TestDriver
+from controller.backends.test.driver import TestDriver
 from controller.backends.test.model import MiB, Plan, evaluate
 from controller.engine import Engine, Policy, StaticHosts
 

@@ -155,7 +155,8 @@ def domain_migration_crd() -> Schema:
     )
 
 
-def hypervisor_host_crd() -> Schema:
+def hypervisor_host_crd(spec_model: type[Model] = HypervisorHostSpec) -> Schema:
+    """`spec_model` is the host model of another driver table (controller.api.hosts.host_spec_model)."""
     columns: list[Schema] = [
         {"name": "Driver", "type": "string", "jsonPath": ".spec.driver"},
         {"name": "URI", "type": "string", "jsonPath": ".spec.uri"},
@@ -163,7 +164,7 @@ def hypervisor_host_crd() -> Schema:
         {"name": "Domains", "type": "integer", "jsonPath": ".status.domainCount"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
-    spec = with_rules(model_schema(HypervisorHostSpec), HypervisorHostSpec)
+    spec = with_rules(model_schema(spec_model), spec_model)
     return crd(
         "hypervisorhosts", "HypervisorHost", "Cluster", ["hvh"], spec, _status_schema(HypervisorHostStatus), columns
     )

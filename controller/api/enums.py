@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from controller.api.phases import Phase  # the enum lives with its table; importable here as before
+
 
 class MigrationFlag(StrEnum):
     """libvirt's VIR_MIGRATE_* flags a user may ask for, with libvirt's meanings."""
@@ -43,21 +45,6 @@ LIBVIRT_FLAG_BITS: dict[MigrationFlag, int] = {
 }
 
 
-class Phase(StrEnum):
-    Pending = "Pending"
-    Validating = "Validating"
-    Preparing = "Preparing"
-    Migrating = "Migrating"
-    Verifying = "Verifying"
-    Succeeded = "Succeeded"
-    Failed = "Failed"
-    Aborted = "Aborted"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Phase.Succeeded, Phase.Failed, Phase.Aborted)
-
-
 class Reason(StrEnum):
     """Why a migration ended (or waits) the way it did; machine-readable, stable."""
 
@@ -79,3 +66,6 @@ class Reason(StrEnum):
     HostNotFound = "HostNotFound"
     HostNotReady = "HostNotReady"
     NamespaceNotAllowed = "NamespaceNotAllowed"
+
+
+__all__ = ["LIBVIRT_FLAG_BITS", "MigrationFlag", "Phase", "Reason"]

@@ -1,12 +1,14 @@
 """The HypervisorHost document: how to reach one host, and what it allows."""
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt
+from pydantic import Field, StrictInt, create_model
 
 from controller.api.base import Model
+from controller.api.drivers import DriverDeclaration, declarations
 from controller.api.resource import ObjectMeta
-from controller.api.rules import HOST_SPEC
+from controller.api.rules import host_rules
 from controller.api.status import Condition
 
 
@@ -20,45 +22,54 @@ class HostLimits(Model):
     max_inbound: Annotated[StrictInt, Field(ge=0)] | None = None
 
 
-class TestDomain(Model):
-    """A domain the in-memory `test` driver starts the host with."""
+class HostSpecBase(Model):
+    """What every host's spec has; each driver's own fields come from its declaration."""
 
-    name: str = Field(min_length=1)
-    uuid: str | None = None
-    memory_mi_b: Annotated[StrictInt, Field(ge=1)] = 1024
-    dirty_rate_mi_bps: Annotated[StrictFloat, Field(ge=0)] = 0.0
-    running: StrictBool = True
-    persistent: StrictBool = True
-
-
-class TestHostFaults(Model):
-    """Failure injection for the `test` driver, as fractions of the data sent."""
-
-    unreachable: StrictBool = False
-    destination_dies_at: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
-    source_dies_at: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
-
-
-class TestHostSpec(Model):
-    domains: list[TestDomain] = Field(default_factory=list)
-    link_mi_bps: Annotated[StrictFloat, Field(gt=0)] = 1000.0
-    hostname: str | None = None
-    faults: TestHostFaults = Field(default_factory=TestHostFaults)
-
-
-class HypervisorHostSpec(Model):
-    driver: Literal["test", "xend", "libvirt"]
+    driver: str  # one of the table's drivers: the generated model narrows it
     uri: str = Field(min_length=1)
     migration_address: str | None = None
     credentials_secret_ref: SecretRef | None = None
     limits: HostLimits = Field(default_factory=HostLimits)
     allowed_namespaces: list[str] | None = None
-    # libvirt: the source daemon drives the migration itself (VIR_MIGRATE_PEER2PEER), so it goes on
-    # if the controller dies; else the controller drives libvirt's protocol between the daemons.
-    peer_to_peer: StrictBool = False
-    test: TestHostSpec | None = None
 
-    RULES = HOST_SPEC
+    DRIVERS: ClassVar[Mapping[str, DriverDeclaration]] = {}
+
+    def driver_options(self) -> dict[str, Any]:
+        """This host's driver's own fields, in their wire form, as the driver reads them."""
+        found: dict[str, Any] = {}
+        for option in self.DRIVERS[self.driver].host_options:
+            value = getattr(self, option.name)
+            if value == option.default:
+                continue
+            wire = value.model_dump(mode="json", by_alias=True) if isinstance(value, Model) else value
+            if option.spread:
+                found.update(wire)
+            else:
+                found[option.wire] = wire
+        return found
+
+
+def host_spec_model(drivers: Mapping[str, DriverDeclaration]) -> type[HostSpecBase]:
+    """HypervisorHost's spec for a driver table: the shared fields, the drivers' own, their rules."""
+    names: Any = Literal.__getitem__(tuple(drivers))
+    fields: dict[str, Any] = {"driver": (names, ...)}
+    for driver in drivers.values():
+        for option in driver.host_options:
+            if option.name in HostSpecBase.model_fields:
+                raise ValueError(f"the {driver.name} driver declares {option.wire}, which every host has")
+            fields[option.name] = (option.annotation, option.default)
+    model = create_model("HypervisorHostSpec", __base__=HostSpecBase, __module__=__name__, **fields)
+    model.RULES = host_rules(drivers)
+    model.DRIVERS = dict(drivers)
+    return model
+
+
+# Generated, so the type checker sees the shared fields only: a driver's own are read through
+# driver_options(), by the driver.
+if TYPE_CHECKING:
+    HypervisorHostSpec = HostSpecBase
+else:
+    HypervisorHostSpec = host_spec_model(declarations())
 
 
 class HypervisorHostStatus(Model):

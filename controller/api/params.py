@@ -1,7 +1,9 @@
 """Typed migration parameters: libvirt's names, their types and ranges.
 
-A parameter the table does not know is not an error here: it is a question for the driver,
-which answers NoSupport before anything moves (as the 2007 proposal's Xen driver did).
+A parameter no table knows is not an error here: it is a question for the driver, which answers
+NoSupport before anything moves (as the 2007 proposal's Xen driver did). SHARED_PARAMS are
+libvirt's typed-parameter names, which any driver may take (its Capabilities say which); a
+driver's own parameters (xend's `xen.*`) are in its declaration (controller/api/drivers.py).
 """
 
 import re
@@ -39,7 +41,7 @@ class ParamType:
         return None
 
 
-KNOWN_PARAMS: dict[str, ParamType] = {
+SHARED_PARAMS: dict[str, ParamType] = {
     "bandwidth": ParamType(int, 0, unit="MiB/s"),
     "bandwidth.postcopy": ParamType(int, 0, unit="MiB/s"),
     "downtime": ParamType(int, 1, unit="ms"),
@@ -61,8 +63,6 @@ KNOWN_PARAMS: dict[str, ParamType] = {
     "graphics_uri": ParamType(str),
     "destination_xml": ParamType(str),
     "persistent_xml": ParamType(str),
-    "xen.port": ParamType(int, 0, 65535),
-    "xen.resource": ParamType(int, 0, unit="Mbps"),
 }
 
 # These have first-class spec fields; two ways to say one thing would drift apart.

@@ -4,14 +4,19 @@ Each rule is written once, here. The model checks it (`Model.parse`), the CRD ca
 CEL rule (`controller.api.crds`), and the admission webhook answers with the model's words; a
 test walks this book and sends a document breaking each rule to all three. A single field's
 constraints (pattern, range, length, enum) are the pydantic fields' own, from which the CRD's
-OpenAPI schema is generated; `tests/api/test_rulebook.py` walks those too.
+OpenAPI schema is generated; `tests/api/test_rulebook.py` walks those too. The rules about one
+driver (its host fields on another driver's host, its own parameters) are derived here from its
+declaration (controller/api/drivers.py), so a new driver brings its rules with it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from controller.api.drivers import DriverDeclaration, declarations, known_params
 from controller.api.enums import MigrationFlag
 from controller.api.expressions import Expr, F, KeysMatch, Rule, SetRule
-from controller.api.params import KNOWN_PARAMS, NAME_PATTERN, SPEC_FIELD_FOR, ParamType
+from controller.api.params import NAME_PATTERN, SPEC_FIELD_FOR, ParamType
 
 # Pairs libvirt refuses together, with its reason.
 CONFLICTS: list[tuple[MigrationFlag, MigrationFlag, str]] = [
@@ -80,7 +85,7 @@ def _param_rules(name: str, kind: ParamType) -> list[Rule]:
     return rules
 
 
-def _params_rules() -> list[Rule]:
+def _params_rules(known: Mapping[str, ParamType]) -> list[Rule]:
     names = KeysMatch(F("params"), NAME_PATTERN.pattern)
     rules = [
         Rule(
@@ -101,42 +106,60 @@ def _params_rules() -> list[Rule]:
                 key=name,
             )
         )
-    for name, kind in KNOWN_PARAMS.items():
+    for name, kind in known.items():
         rules.extend(_param_rules(name, kind))
     return rules
 
 
-MIGRATION_SPEC: list[Rule] = [
-    *_flag_rules(),
-    Rule(
-        ("destination",),
-        F("source").ne(F("destination")) | (F("dname").present() & F("dname").ne(F("domain"))),
-        "is the source host: set dname to migrate to the same host",
-        {"destination": "host-a"},
-    ),
-    *_params_rules(),
-]
-MIGRATION_SPEC_SETS: list[SetRule] = [SetRule(("flags",), {"flags": ["live", "live"]})]
+def migration_rules(drivers: Mapping[str, DriverDeclaration]) -> list[Rule]:
+    return [
+        *_flag_rules(),
+        Rule(
+            ("destination",),
+            F("source").ne(F("destination")) | (F("dname").present() & F("dname").ne(F("domain"))),
+            "is the source host: set dname to migrate to the same host",
+            {"destination": "host-a"},
+        ),
+        *_params_rules(known_params(drivers)),
+    ]
 
-HOST_SPEC: list[Rule] = [
-    Rule(
-        ("uri",),
-        ~F("uri").matches("^[^/]*//[^/@]*:[^/@]*@"),
-        "must not carry a password: put credentials in a Secret named by credentialsSecretRef",
-        {"uri": "qemu+tcp://admin:hunter2@host-a/system"},
-    ),
-    Rule(
-        ("test",),
-        ~F("test").present() | F("driver").eq("test"),
-        "is only for the test driver",
-        {"driver": "xend", "uri": "xend+http://host-a:8000"},
-        F("driver"),
-    ),
-    Rule(
-        ("peerToPeer",),
-        ~F("peerToPeer").present() | F("peerToPeer").eq(False) | F("driver").eq("libvirt"),
-        "is only for the libvirt driver",
-        {"peerToPeer": True},
-        F("driver"),
-    ),
-]
+
+def _driver_only(driver: DriverDeclaration, drivers: Mapping[str, DriverDeclaration]) -> list[Rule]:
+    """A driver's host fields, refused on another driver's host (at their default they say nothing)."""
+    # The breaking document makes a host of another driver, with that driver's URI: the valid
+    # document it is merged over is a host of the table's first driver.
+    other = next((d for d in drivers.values() if d.name != driver.name), None)
+    if other is None:
+        return []  # a driver alone in the table has no other driver's hosts to refuse
+    rules = []
+    for option in driver.host_options:
+        unset = ~F(option.wire).present()
+        if option.default is not None:
+            unset = unset | F(option.wire).eq(option.default)
+        rules.append(
+            Rule(
+                (option.wire,),
+                unset | F("driver").eq(driver.name),
+                f"is only for the {driver.name} driver",
+                {"driver": other.name, "uri": other.uri_example, option.wire: option.example},
+                F("driver"),
+            )
+        )
+    return rules
+
+
+def host_rules(drivers: Mapping[str, DriverDeclaration]) -> list[Rule]:
+    return [
+        Rule(
+            ("uri",),
+            ~F("uri").matches("^[^/]*//[^/@]*:[^/@]*@"),
+            "must not carry a password: put credentials in a Secret named by credentialsSecretRef",
+            {"uri": "qemu+tcp://admin:hunter2@host-a/system"},
+        ),
+        *(rule for driver in drivers.values() for rule in _driver_only(driver, drivers)),
+    ]
+
+
+MIGRATION_SPEC: list[Rule] = migration_rules(declarations())
+MIGRATION_SPEC_SETS: list[SetRule] = [SetRule(("flags",), {"flags": ["live", "live"]})]
+HOST_SPEC: list[Rule] = host_rules(declarations())

@@ -51,8 +51,22 @@ class PhaseTransition(Model):
     time: str
 
 
+class ConditionType(StrEnum):
+    """Every condition domig writes: its own, and kstatus's three."""
+
+    Validated = "Validated"
+    Migrating = "Migrating"
+    Succeeded = "Succeeded"
+    Failed = "Failed"
+    Aborted = "Aborted"
+    SpecChangeRefused = "SpecChangeRefused"
+    Ready = "Ready"  # kstatus; also a HypervisorHost's
+    Reconciling = "Reconciling"
+    Stalled = "Stalled"
+
+
 class Condition(Model):
-    type: str
+    type: ConditionType
     status: Literal["True", "False", "Unknown"]
     reason: str
     message: str = ""

@@ -1,4 +1,4 @@
-"""The driver table: driver name -> Driver, each built on first use.
+"""The drivers the table declares (controller/api/drivers.py), each built on first use.
 
 Backends with heavy or optional dependencies (libvirt-python) are imported only when a host
 asks for them, so the test driver works where libvirt is not installed.
@@ -7,26 +7,26 @@ asks for them, so the test driver works where libvirt is not installed.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
+from controller.api.drivers import DriverDeclaration, declarations
 from controller.api.enums import Reason
 from controller.backends.base import BackendError, Driver
 
-DRIVERS: dict[str, tuple[str, str]] = {
-    "test": ("controller.backends.test", "TestDriver"),
-    "xend": ("controller.backends.xend", "XendDriver"),
-    "libvirt": ("controller.backends.libvirt", "LibvirtDriver"),
-}
-
 
 class DriverTable:
-    def __init__(self, preset: dict[str, Driver] | None = None) -> None:
+    def __init__(
+        self, preset: dict[str, Driver] | None = None, table: Mapping[str, DriverDeclaration] | None = None
+    ) -> None:
         self._drivers: dict[str, Driver] = dict(preset or {})
+        self._table = declarations() if table is None else table
 
     def get(self, name: str) -> Driver:
         if name not in self._drivers:
-            if name not in DRIVERS:
-                raise BackendError(f"no driver named {name!r} (known: {', '.join(DRIVERS)})", Reason.NoSupport)
-            module, cls = DRIVERS[name]
+            if name not in self._table:
+                known = ", ".join(self._table)
+                raise BackendError(f"no driver named {name!r} (known: {known})", Reason.NoSupport)
+            module, _, cls = self._table[name].driver.partition(":")
             try:
                 factory = getattr(importlib.import_module(module), cls)
             except ImportError as exc:

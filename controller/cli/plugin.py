@@ -1,148 +1,18 @@
 """`kubectl domig`: start, follow, abort and list DomainMigrations in a cluster.
 
 kubectl runs any `kubectl-domig` on the PATH as `kubectl domig ...`; pip installs it with domig.
-It talks to the API server of the current kubeconfig, as kubectl does.
+Argument wiring only: the commands are in controller.cli.cluster, imported once the arguments
+parse, so `--help` loads neither kubernetes nor the models.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from typing import Any, cast
 
-import kubernetes
-from kubernetes.client.exceptions import ApiException
-from rich.console import Console
-from rich.table import Table
+from controller.cli.lazy import Lazy
 
-from controller.api.errors import SpecError
-from controller.api.resource import GROUP, VERSION, DomainMigration
-from controller.api.status import DomainMigrationStatus
-from controller.cli.main import EXIT_INVALID, exit_code, report_invalid
-from controller.cli.render import LiveView
-from controller.engine.run import Transition
-from controller.operator.kube import Kube
-from controller.operator.reporting import known_status
-
-PLURAL = "domainmigrations"
-Obj = dict[str, Any]
-
-
-def _api() -> kubernetes.client.CustomObjectsApi:
-    return Kube.from_environment().custom
-
-
-def _status(obj: dict[str, Any]) -> DomainMigrationStatus:
-    try:
-        return DomainMigrationStatus.parse(known_status(obj.get("status")))
-    except SpecError:
-        return DomainMigrationStatus()
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    params: dict[str, int | str] = {}
-    for item in args.param or []:
-        key, _, value = item.partition("=")
-        params[key] = int(value) if value.lstrip("-").isdigit() else value
-    spec: dict[str, Any] = {"domain": args.domain, "source": args.source, "destination": args.destination}
-    spec["flags"] = args.flag or ["live"]
-    if params:
-        spec["params"] = params
-    if args.dname:
-        spec["dname"] = args.dname
-    metadata: dict[str, Any] = {"namespace": args.namespace}
-    if args.name:
-        metadata["name"] = args.name
-    else:
-        metadata["generateName"] = f"{args.domain.lower()}-to-{args.destination.lower()}-"
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DomainMigration", "metadata": metadata, "spec": spec}
-    # Check it here first: the same one-line-per-field errors as `domig validate`.
-    DomainMigration.parse({**body, "metadata": {"name": args.name or "check", "namespace": args.namespace}})
-    created = cast(Obj, _api().create_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, body))
-    name = created["metadata"]["name"]
-    print(f"domainmigration.{GROUP}/{name} created", file=sys.stderr)
-    if not args.wait:
-        print(name)
-        return 0
-    return follow(args.namespace, name, args.output, args.interval)
-
-
-def follow(namespace: str, name: str, output: str, interval: float) -> int:
-    """Show the migration's progress until it ends (the same view as `domig migrate`)."""
-    api = _api()
-    err = Console(stderr=True)
-    status = DomainMigrationStatus()
-    view = LiveView(err) if output == "text" else None
-    if view is not None:
-        view.__enter__()
-    try:
-        while True:
-            before = status.phase
-            status = _status(cast(Obj, api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)))
-            if view is not None:
-                changed = Transition(before, status.phase, status.reason, status.message or "")
-                view.show(status, changed if status.phase != before else None)
-            if status.phase.terminal:
-                break
-            time.sleep(interval)
-    finally:
-        if view is not None:
-            view.__exit__(None, None, None)
-    if output == "json":
-        print(json.dumps(status.dump(), indent=2))
-    else:
-        err.print(f"{status.phase.value} ({status.reason.value if status.reason else '-'}): {status.message or ''}")
-    return exit_code(status)
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    return follow(args.namespace, args.name, args.output, args.interval)
-
-
-def cmd_abort(args: argparse.Namespace) -> int:
-    _api().patch_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name, {"spec": {"abort": True}})
-    print(f"domainmigration.{GROUP}/{args.name} abort requested", file=sys.stderr)
-    return follow(args.namespace, args.name, args.output, args.interval) if args.wait else 0
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    api = _api()
-    if args.all_namespaces:
-        items = cast(Obj, api.list_cluster_custom_object(GROUP, VERSION, PLURAL))["items"]
-    else:
-        items = cast(Obj, api.list_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL))["items"]
-    table = Table()
-    for column in ("NAMESPACE", "NAME", "DOMAIN", "SOURCE", "DESTINATION", "PHASE", "PROGRESS", "REASON", "MESSAGE"):
-        table.add_column(column, overflow="fold")
-    for obj in items:
-        status, spec = _status(obj), obj.get("spec", {})
-        percent = status.progress.percent if status.progress and status.progress.percent is not None else None
-        table.add_row(
-            obj["metadata"].get("namespace", ""), obj["metadata"]["name"], spec.get("domain", ""),
-            spec.get("source", ""), spec.get("destination", ""), status.phase.value,
-            f"{percent:.2f}%" if percent is not None else "", status.reason.value if status.reason else "",
-            status.message or "",
-        )  # fmt: skip
-    Console(width=200).print(table)
-    return 0
-
-
-def cmd_hosts(args: argparse.Namespace) -> int:
-    items = cast(Obj, _api().list_cluster_custom_object(GROUP, VERSION, "hypervisorhosts"))["items"]
-    table = Table()
-    for column in ("NAME", "DRIVER", "URI", "READY", "HOSTNAME", "DOMAINS", "MESSAGE"):
-        table.add_column(column, overflow="fold")
-    for obj in items:
-        status = obj.get("status") or {}
-        ready = next((c["status"] for c in status.get("conditions", []) if c.get("type") == "Ready"), "Unknown")
-        table.add_row(
-            obj["metadata"]["name"], obj["spec"].get("driver", ""), obj["spec"].get("uri", ""), ready,
-            str(status.get("hostname") or ""), str(status.get("domainCount") or ""), status.get("message") or "",
-        )  # fmt: skip
-    Console(width=200).print(table)
-    return 0
+CLUSTER = "controller.cli.cluster"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,42 +30,28 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--dname")
     m.add_argument("--name")
     m.add_argument("--wait", action="store_true")
-    m.set_defaults(func=cmd_migrate)
+    m.set_defaults(func=Lazy(CLUSTER, "cmd_migrate"))
     w = sub.add_parser("watch", help="follow a DomainMigration until it ends")
     w.add_argument("name")
-    w.set_defaults(func=cmd_watch)
+    w.set_defaults(func=Lazy(CLUSTER, "cmd_watch"))
     a = sub.add_parser("abort", help="abort a DomainMigration (the record stays)")
     a.add_argument("name")
     a.add_argument("--wait", action="store_true")
-    a.set_defaults(func=cmd_abort)
+    a.set_defaults(func=Lazy(CLUSTER, "cmd_abort"))
     ls = sub.add_parser("list", help="DomainMigrations with progress")
     ls.add_argument("-A", "--all-namespaces", action="store_true")
-    ls.set_defaults(func=cmd_list)
+    ls.set_defaults(func=Lazy(CLUSTER, "cmd_list"))
     h = sub.add_parser("hosts", help="HypervisorHosts and their probes")
-    h.set_defaults(func=cmd_hosts)
+    h.set_defaults(func=Lazy(CLUSTER, "cmd_hosts"))
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-        return code
-    except SpecError as exc:
-        return report_invalid("kubectl domig", exc)
-    except ApiException as exc:
-        print(f"kubectl domig: the API server said {exc.status} {exc.reason}: {_message(exc)}", file=sys.stderr)
-        return EXIT_INVALID if exc.status in (400, 404, 409, 422) else 1
-    except kubernetes.config.ConfigException as exc:
-        print(f"kubectl domig: no cluster to talk to: {exc}", file=sys.stderr)
-        return 1
+    # Not at the top: --help and a usage error end above, and need no cluster client.
+    from controller.cli.cluster import run
 
-
-def _message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message", exc.body))
-    except (TypeError, ValueError):
-        return str(exc.body)
+    return run(args)
 
 
 if __name__ == "__main__":

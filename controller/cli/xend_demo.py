@@ -12,7 +12,7 @@ import asyncio
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -22,12 +22,12 @@ from controller.api.status import DomainMigrationStatus
 from controller.backends.base import BackendError, HostConfig
 from controller.backends.xend.transport import parse_uri
 from controller.cli.documents import load_hosts_file, load_migration_file
+from controller.cli.running import EXIT_INVALID, report, run_migration
 from controller.engine.hosts import StaticHosts
 
 if TYPE_CHECKING:
     from xendsim import XendHost
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 RELOCATION_OFFSET = 2  # xend-port 8000, xend-relocation-port 8002
 DEMO_MEMORY_MIB = 1024
 # Bytes streamed per MiB of guest memory at the test xend's 8 Mbit/s: 1 GiB takes ~2 s.
@@ -57,14 +57,6 @@ def http_address(host: HostConfig) -> tuple[str, int]:
     return address.strip("[]"), int(port)
 
 
-def add_parser(sub: Any) -> None:
-    x = sub.add_parser("xend-demo", help="start two test xends from a hosts file and migrate through them")
-    x.add_argument("--hosts", default=str(EXAMPLES / "hosts-xend.yaml"), help="two xend HypervisorHosts")
-    x.add_argument("-f", "--file", default=str(EXAMPLES / "migration-xend.yaml"), help="the DomainMigration")
-    x.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
-    x.set_defaults(func=cmd_xend_demo)
-
-
 def simulator() -> type[XendHost] | None:
     """The test xend, or None where it is not installed (the operator image, a plain `pip install`)."""
     # Loaded only here: no other command needs it, and the xend driver never does.
@@ -78,8 +70,6 @@ def simulator() -> type[XendHost] | None:
 
 
 def cmd_xend_demo(args: argparse.Namespace) -> int:
-    from controller.cli.main import EXIT_INVALID, _report  # main registers this command, so it is imported late
-
     xend_host = simulator()
     if xend_host is None:
         print(SIMULATOR_MISSING, file=sys.stderr)
@@ -88,13 +78,12 @@ def cmd_xend_demo(args: argparse.Namespace) -> int:
     hosts = load_hosts_file(Path(args.hosts))
     err = Console(stderr=True)
     status = asyncio.run(_demo(xend_host, migration, hosts, args.output, err))
-    return _report(status, args.output, Console(), err)
+    return report(status, args.output, Console(), err)
 
 
 async def _demo(
     xend_host: type[XendHost], migration: DomainMigration, hosts: StaticHosts, output: str, err: Console
 ) -> DomainMigrationStatus:
-    from controller.cli.main import run_migration
 
     spec = migration.spec
     source, dest = hosts.find(spec.source), hosts.find(spec.destination)

@@ -2,12 +2,11 @@
 
 from controller.engine.controls import Controls
 from controller.engine.hosts import HostDirectory, StaticHosts, host_config
-from controller.engine.machine import TRANSITIONS, Engine
+from controller.engine.machine import Engine
 from controller.engine.policy import OnTimeout, Policy
 from controller.engine.run import Sink, Transition
 
 __all__ = [
-    "TRANSITIONS",
     "Controls",
     "Engine",
     "HostDirectory",

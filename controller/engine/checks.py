@@ -1,9 +1,14 @@
-"""Validation: what the driver table says the source driver cannot honour, before anything moves."""
+"""Validation: what the hosts' drivers cannot honour, before anything moves.
 
-from controller.api.enums import MigrationFlag, Reason
+The engine's Validating phase and the admission webhook both ask these, so that a migration
+the webhook lets in is one the engine accepts, for the same reasons in the same words.
+"""
+
+from collections.abc import Iterable
+
+from controller.api.enums import MigrationFlag
 from controller.api.spec import DomainMigrationSpec
-from controller.backends.base import Capabilities, HostConfig
-from controller.engine.run import Outcome, fail
+from controller.backends.base import Capabilities
 
 
 def unsupported_fields(spec: DomainMigrationSpec, driver: str, caps: Capabilities) -> list[tuple[str, str]]:
@@ -25,16 +30,23 @@ def unsupported_fields(spec: DomainMigrationSpec, driver: str, caps: Capabilitie
     return found
 
 
-def unsupported(spec: DomainMigrationSpec, driver: str, caps: Capabilities) -> Outcome | None:
-    """NoSupport for the first thing the driver lacks, before anything moves."""
-    found = unsupported_fields(spec, driver, caps)
-    return fail(Reason.NoSupport, found[0][1]) if found else None
+def unsupported_by_either(
+    spec: DomainMigrationSpec, sides: Iterable[tuple[str, str, Capabilities]]
+) -> list[tuple[str, str, str]]:
+    """What any side's driver cannot honour, as (side, spec field, why), from (side, driver, capabilities):
+    a migration needs both ends (libvirt checks both connections). Said once when two sides refuse it alike."""
+    found: list[tuple[str, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for side, driver, caps in sides:
+        for where, why in unsupported_fields(spec, driver, caps):
+            if (where, why) not in seen:
+                seen.add((where, why))
+                found.append((side, where, why))
+    return found
 
 
-def same_driver(source: HostConfig, dest: HostConfig) -> Outcome | None:
-    if source.driver != dest.driver:
-        return fail(
-            Reason.NoSupport,
-            f"cannot migrate between drivers: {source.name} uses {source.driver}, {dest.name} uses {dest.driver}",
-        )
+def different_drivers(source: str, source_driver: str, dest: str, dest_driver: str) -> str | None:
+    """Why two hosts cannot migrate between them because of their drivers, or None."""
+    if source_driver != dest_driver:
+        return f"cannot migrate between drivers: {source} uses {source_driver}, {dest} uses {dest_driver}"
     return None

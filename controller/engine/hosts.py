@@ -13,16 +13,13 @@ class HostDirectory(Protocol):
 
 def host_config(host: HypervisorHost, credentials: Credentials | None = None) -> HostConfig:
     spec = host.spec
-    options = spec.test.model_dump(mode="json", by_alias=True) if spec.test else {}
-    if spec.peer_to_peer:
-        options = {**options, "peerToPeer": True}
     return HostConfig(
         name=host.name,
         driver=spec.driver,
         uri=spec.uri,
         migration_address=spec.migration_address,
         credentials=credentials,
-        options=options,
+        options=spec.driver_options(),
     )
 
 

@@ -21,31 +21,24 @@ from controller.engine.policy import Policy
 from controller.engine.recovery import recover
 from controller.engine.run import Outcome, Run, Sink
 
-TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.Pending: frozenset({Phase.Validating, Phase.Aborted}),
-    Phase.Validating: frozenset({Phase.Preparing, Phase.Failed, Phase.Aborted}),
-    Phase.Preparing: frozenset({Phase.Migrating, Phase.Succeeded, Phase.Failed, Phase.Aborted}),
-    Phase.Migrating: frozenset({Phase.Verifying, Phase.Failed, Phase.Aborted}),
-    Phase.Verifying: frozenset({Phase.Succeeded, Phase.Failed}),
-}
-
 
 async def _no_sink(status: DomainMigrationStatus, transition: object) -> None:
     return None
 
 
 def _describe(run: Run, phase: Phase) -> str:
+    """The phase's one line from its record, filled in with this migration's names."""
+    hostname = run.status.target.hostname if run.status.target else None
     spec = run.spec
-    if phase is Phase.Validating:
-        return f"checking what {spec.source}'s driver supports"
-    if phase is Phase.Preparing:
-        return f"looking up {spec.domain} on {spec.source} and {run.target_name} on {spec.destination}"
-    if phase is Phase.Migrating:
-        hostname = run.status.target.hostname if run.status.target else None
-        return f"migrating {run.source_name} to {spec.destination} via {hostname}"
-    if phase is Phase.Verifying:
-        return f"looking up {run.target_name} on {spec.destination}"
-    return ""
+    names = {
+        "source": spec.source,
+        "destination": spec.destination,
+        "domain": spec.domain,
+        "source_name": run.source_name,
+        "target_name": run.target_name,
+        "hostname": hostname,
+    }
+    return phase.record.description.format(**names) if phase.record.work else ""
 
 
 class Engine:
@@ -63,7 +56,9 @@ class Engine:
         controls = controls or Controls()
         if migration.spec.abort:
             controls.request_abort()
-        run = Run(migration, sink or _no_sink, controls, self._policy_for(migration), drivers=self.drivers)
+        run = Run(
+            migration, sink or _no_sink, controls, self._policy_for(migration), drivers=self.drivers, hosts=self.hosts
+        )
         try:
             await self._drive(run)
         except Outcome as outcome:
@@ -81,28 +76,19 @@ class Engine:
         return self.policy.with_migration_policy(policy).with_timeouts(migration.spec.timeouts)
 
     async def _drive(self, run: Run) -> None:
-        steps: dict[Phase, Callable[[Run], Awaitable[Phase]]] = {
-            Phase.Validating: lambda r: phases.validate(r, self.hosts, self.drivers),
-            Phase.Preparing: phases.prepare,
-            Phase.Migrating: phases.migrate,
-            Phase.Verifying: phases.verify,
-        }
         if run.status.phase is Phase.Pending:
-            await self._enter(run, Phase.Validating)
+            await run.enter(Phase.Validating, message=_describe(run, Phase.Validating))
         else:
-            await phases.validate(run, self.hosts, self.drivers)  # re-derives hosts and capabilities
+            await phases.validate(run)  # re-derives hosts and capabilities
         while True:
-            phase = run.status.phase
-            if run.controls.aborting and phase in (Phase.Validating, Phase.Preparing):
+            record = run.status.phase.record
+            if run.controls.aborting and record.abort == "at-once":
                 raise Outcome(Phase.Aborted, Reason.Aborted, "aborted before the migration started; nothing moved")
-            if phase is not Phase.Validating:
+            if record.connects:
                 await phases.connect(run, self.drivers)
-            await self._enter(run, await steps[phase](run))
-
-    async def _enter(self, run: Run, phase: Phase) -> None:
-        allowed = TRANSITIONS.get(run.status.phase, frozenset())
-        assert phase in allowed, f"no transition {run.status.phase} -> {phase}"
-        await run.enter(phase, message=_describe(run, phase))
+            work: Callable[[Run], Awaitable[Phase]] = getattr(phases, str(record.work))
+            after = await work(run)
+            await run.enter(after, message=_describe(run, after))
 
     async def _finish(self, run: Run, outcome: Outcome) -> None:
         message = outcome.message

@@ -12,7 +12,7 @@ from controller.backends.base import BackendError, JobInfo, JobPhase
 from controller.engine.contact import reconnect
 from controller.engine.policy import OnTimeout
 from controller.engine.progress import progress_of
-from controller.engine.run import Outcome, Run, fail
+from controller.engine.run import Outcome, Run, fail, failure
 
 
 @dataclass
@@ -67,7 +67,7 @@ async def _read_job(run: Run, watch: Watch) -> JobInfo:
             job = await run.src.job(run.source_name)
         except BackendError as exc:
             if exc.reason not in (None, Reason.HostUnreachable):
-                raise fail(exc.reason, f"the source host {run.spec.source}: {exc}") from None
+                raise failure(exc, f"the source host {run.spec.source}") from None
             await _lost_contact(run, watch, exc)
             continue
         if watch.lost_since is not None:

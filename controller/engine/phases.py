@@ -12,33 +12,51 @@ from typing import Literal
 
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.status import DomainState, Endpoint, timestamp
-from controller.backends.base import BackendError, DomainInfo, JobInfo, JobPhase, MigrationRequest
+from controller.backends.base import (
+    BackendError,
+    Connection,
+    DomainInfo,
+    Driver,
+    HostConfig,
+    JobInfo,
+    JobPhase,
+    MigrationRequest,
+)
 from controller.backends.registry import DriverTable
-from controller.engine.checks import same_driver, unsupported
+from controller.engine.checks import different_drivers, unsupported_by_either
 from controller.engine.contact import reconnect
-from controller.engine.hosts import HostDirectory
 from controller.engine.monitor import monitor
-from controller.engine.run import Outcome, Run, fail
+from controller.engine.run import Outcome, Run, ask, fail, failure
 
 
-async def validate(run: Run, hosts: HostDirectory, drivers: DriverTable) -> Phase:
-    spec = run.spec
+async def validate(run: Run) -> Phase:
+    spec, hosts, drivers = run.spec, run.hosts, run.drivers
+    assert hosts is not None and drivers is not None, "the engine hands every run its hosts and drivers"
     for field, name in (("source", spec.source), ("destination", spec.destination)):
         if hosts.find(name) is None:
             raise fail(Reason.InvalidSpec, f"spec.{field}: no host named {name!r} is known")
     run.source_host, run.dest_host = hosts.find(spec.source), hosts.find(spec.destination)
-    assert run.source_host is not None and run.dest_host is not None
-    problem = same_driver(run.source_host, run.dest_host)
-    try:
-        driver = drivers.get(run.source_host.driver)
-    except BackendError as exc:
-        raise fail(exc.reason or Reason.NoSupport, exc.message) from None
-    run.capabilities = driver.capabilities
-    problem = problem or unsupported(spec, driver.name, driver.capabilities)
+    source, dest = run.source_host, run.dest_host
+    assert source is not None and dest is not None
+    source_driver = _driver(drivers, source)
+    problem = different_drivers(source.name, source.driver, dest.name, dest.driver)
     if problem:
-        raise problem
+        raise fail(Reason.NoSupport, problem)
+    dest_driver = _driver(drivers, dest)
+    run.capabilities = source_driver.capabilities
+    sides = [("source", source_driver), ("destination", dest_driver)]
+    found = unsupported_by_either(spec, [(side, d.name, d.capabilities) for side, d in sides])
+    if found:
+        raise fail(Reason.NoSupport, found[0][2])
     adopt_policy(run)
     return Phase.Preparing
+
+
+def _driver(drivers: DriverTable, host: HostConfig) -> Driver:
+    try:
+        return drivers.get(host.driver)
+    except BackendError as exc:
+        raise failure(exc, "", Reason.NoSupport) from None
 
 
 def adopt_policy(run: Run) -> None:
@@ -58,18 +76,16 @@ async def connect(run: Run, drivers: DriverTable) -> None:
         assert host is not None
         if getattr(run, which) is not None:
             continue
-        try:
-            setattr(run, which, await drivers.get(host.driver).connect(host))
-        except BackendError as exc:
-            raise fail(exc.reason or Reason.HostUnreachable, f"cannot connect to host {host.name}: {exc}") from None
+        setattr(run, which, await ask(_open(drivers, host), f"cannot connect to host {host.name}"))
+
+
+async def _open(drivers: DriverTable, host: HostConfig) -> Connection:
+    return await drivers.get(host.driver).connect(host)  # inside the ask: no such driver is a failure too
 
 
 async def _lookup(run: Run, side: str, name: str) -> DomainInfo | None:
     conn = run.src if side == "source" else run.dst
-    try:
-        return await conn.lookup(name)
-    except BackendError as exc:
-        raise fail(exc.reason or Reason.HostUnreachable, f"{side} host {conn.host.name}: {exc}") from None
+    return await ask(conn.lookup(name), f"{side} host {conn.host.name}")
 
 
 def _active(info: DomainInfo | None) -> bool:
@@ -195,10 +211,7 @@ async def _hostname(run: Run) -> str:
     assert run.dest_host is not None
     if run.dest_host.migration_address:
         return run.dest_host.migration_address
-    try:
-        return await run.dst.hostname()
-    except BackendError as exc:
-        raise fail(exc.reason or Reason.HostUnreachable, f"cannot get the destination's host name: {exc}") from None
+    return await ask(run.dst.hostname(), "cannot get the destination's host name")
 
 
 def request_of(run: Run) -> MigrationRequest:
@@ -232,10 +245,7 @@ async def migrate(run: Run) -> Phase:
 
 
 async def _job(run: Run) -> JobInfo:
-    try:
-        return await run.src.job(run.source_name)
-    except BackendError as exc:
-        raise fail(exc.reason or Reason.HostUnreachable, f"source host {run.spec.source}: {exc}") from None
+    return await ask(run.src.job(run.source_name), f"source host {run.spec.source}")
 
 
 async def _start(run: Run) -> None:
@@ -244,10 +254,7 @@ async def _start(run: Run) -> None:
     # The marker is saved before the call: after a crash, it tells the next run to look, not to call again.
     run.status.migration_start_time = timestamp()
     await run.report()
-    try:
-        await run.src.migrate(run.dst, request_of(run))
-    except BackendError as exc:
-        raise fail(exc.reason or Reason.SourceFailed, f"the migration did not start: {exc}") from None
+    await ask(run.src.migrate(run.dst, request_of(run)), "the migration did not start", Reason.SourceFailed)
 
 
 async def _decide_without_job(run: Run) -> None:
@@ -270,7 +277,7 @@ async def _patient_lookup(run: Run, side: Literal["source", "dest"], name: str, 
             return await conn.lookup(name)
         except BackendError as exc:
             if exc.reason not in (None, Reason.HostUnreachable) or asyncio.get_running_loop().time() > deadline:
-                raise fail(exc.reason or Reason.HostUnreachable, f"host {conn.host.name}: {exc}") from None
+                raise failure(exc, f"host {conn.host.name}") from None
         await asyncio.sleep(run.policy.poll_interval)
         await reconnect(run, side)
 
@@ -304,6 +311,7 @@ async def verify(run: Run) -> Phase:
         try:
             await run.src.undefine(run.source_name)
         except BackendError as exc:
+            # The domain has moved: whatever the source says, what failed is its clean-up there.
             raise fail(
                 Reason.SourceFailed, f"migrated, but undefining {run.source_name} on the source failed: {exc}"
             ) from None

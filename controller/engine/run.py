@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from controller.api.conditions import refresh_conditions
 from controller.api.enums import MigrationFlag, Phase, Reason
+from controller.api.phases import ForbiddenTransition
 from controller.api.resource import DomainMigration
 from controller.api.spec import DomainMigrationSpec
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
-from controller.backends.base import Capabilities, Connection, HostConfig
+from controller.backends.base import BackendError, Capabilities, Connection, HostConfig
 from controller.backends.registry import DriverTable
 from controller.engine.controls import Controls
+from controller.engine.hosts import HostDirectory
 from controller.engine.policy import Policy
 
 
@@ -49,6 +52,23 @@ def fail(reason: Reason, message: str) -> Outcome:
     return Outcome(Phase.Failed, reason, message)
 
 
+def failure(exc: BackendError, what: str, otherwise: Reason = Reason.HostUnreachable) -> Outcome:
+    """A backend's error as the run's failure: its own reason when it typed one, and what we asked
+    (nothing when the error says it all)."""
+    return fail(exc.reason or otherwise, f"{what}: {exc}" if what else exc.message)
+
+
+T = TypeVar("T")
+
+
+async def ask(call: Awaitable[T], what: str, otherwise: Reason = Reason.HostUnreachable) -> T:
+    """Await a backend call; its error ends the run as `failure` says."""
+    try:
+        return await call
+    except BackendError as exc:
+        raise failure(exc, what, otherwise) from None
+
+
 @dataclass
 class Run:
     migration: DomainMigration
@@ -56,6 +76,7 @@ class Run:
     controls: Controls
     policy: Policy
     drivers: DriverTable | None = None  # to reconnect to a host that stopped answering
+    hosts: HostDirectory | None = None
     source_host: HostConfig | None = None
     dest_host: HostConfig | None = None
     capabilities: Capabilities | None = None
@@ -121,6 +142,8 @@ class Run:
         before = self.status.phase
         if before == phase:
             return
+        if not before.may_go_to(phase):
+            raise ForbiddenTransition(before, phase)
         self.status.phase = phase
         if reason is not None:
             self.status.reason = reason

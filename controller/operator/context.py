@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from controller.backends.registry import DriverTable
-from controller.operator.admission import Admission
+from controller.operator.admission import Admission, Ticket
 from controller.operator.config import OperatorConfig
 from controller.operator.kube import Kube
+
+Store = Iterable[Mapping[str, Any]]  # kopf.Store: the values one object put under a key
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """kopf's in-memory indexes (handlers.py declares them), typed for the code that reads them."""
+
+    hosts: Mapping[str, Store]  # name -> the HypervisorHost's body parts
+    active: Mapping[str, Iterable[Ticket]]  # namespace/name -> the ticket of a migration past admission
+    policies: Mapping[str, Store]  # name -> the MigrationPolicy's body parts
+    namespace_labels: Mapping[str, Iterable[Mapping[str, str]]]
 
 
 @dataclass
@@ -17,5 +30,4 @@ class Context:
     kube: Kube
     drivers: DriverTable
     admission: Admission
-    # kopf hands indexes only to handlers; the first daemon puts them here for the shared parts.
-    hosts_index: Any = field(default_factory=dict)
+    indexes: Indexes  # kopf's, handed to the start-up handler once; the same objects for the whole run

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import kopf
@@ -14,33 +16,47 @@ from controller.api.immutability import refused_changes
 from controller.api.resource import GROUP, VERSION
 from controller.backends.registry import DriverTable
 from controller.operator import logs, metrics
-from controller.operator.admission import Admission
+from controller.operator.admission import Admission, Ticket
 from controller.operator.config import OperatorConfig
-from controller.operator.context import Context
+from controller.operator.context import Context, Indexes, Store
 from controller.operator.hosts import limits_of
 from controller.operator.kube import Kube
-from controller.operator.migrations import ACTIVE, MigrationDaemon, running_tickets, ticket_of
+from controller.operator.migrations import MigrationDaemon, running_tickets, ticket_of
 from controller.operator.probe import probe
-from controller.operator.reporting import observed, refusal_condition
+from controller.operator.reporting import record_edit
 from controller.operator.review import review_host, review_migration
 from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
 
 CONFIG = OperatorConfig.from_environment()
 FINALIZER = f"{GROUP}/finalizer"
 TERMINAL = {phase.value for phase in Phase if phase.terminal}
+# kopf passes every index by its name (the indexing functions below); the defaults are only for
+# the typing of kopf's callback protocols, which a parameter without one does not satisfy.
+NO_INDEX: Mapping[str, Any] = MappingProxyType({})
+ACTIVE = {phase.value for phase in Phase if phase.active}
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def configure(
+    settings: kopf.OperatorSettings,
+    memo: Any,
+    hypervisor_hosts: Mapping[str, Store] = NO_INDEX,
+    active_migrations: Mapping[str, Iterable[Ticket]] = NO_INDEX,
+    migration_policies: Mapping[str, Store] = NO_INDEX,
+    namespace_labels: Mapping[str, Iterable[Mapping[str, str]]] = NO_INDEX,
+    **_: Any,
+) -> None:
+    """Fill the memo once: kopf's indexes are the same objects for the whole run, empty until listed."""
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's would repeat it
     metrics.host_ready.ttl = 3 * CONFIG.probe_interval
     # kopf gives each resource a shallow copy of the memo: shared state lives in one object.
+    indexes = Indexes(hypervisor_hosts, active_migrations, migration_policies, namespace_labels)
+    admission = Admission(
+        CONFIG.max_parallel, lambda name: limits_of(indexes.hosts, name), lambda: running_tickets(indexes.active)
+    )
     ctx = Context(
-        config=CONFIG,
-        kube=Kube.from_environment(),
-        drivers=DriverTable(),
-        admission=Admission(CONFIG.max_parallel, lambda name: limits_of(ctx.hosts_index, name)),
+        config=CONFIG, kube=Kube.from_environment(), drivers=DriverTable(), admission=admission, indexes=indexes
     )
     memo.ctx = ctx
     if CONFIG.webhook_listen:
@@ -67,7 +83,7 @@ def active_migrations(
     namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any
 ) -> Any:
     """Migrations past admission and not finished: they hold slots, also across restarts."""
-    if status.get("phase") in {p.value for p in ACTIVE}:
+    if status.get("phase") in ACTIVE:
         accepted = status.get("acceptedSpec") or spec
         return {f"{namespace}/{name}": ticket_of(namespace or "", name, accepted, meta.get("creationTimestamp", ""))}
     return {}  # not None: kopf keeps an object's old entries when its indexer returns None
@@ -89,15 +105,10 @@ async def migrate(
     stopped: kopf.DaemonStopped,
     memo: Any,
     logger: kopf.Logger,
-    **indexes: Any,
+    **_: Any,
 ) -> None:
     logs.about(body)
-    hosts, active = indexes["hypervisor_hosts"], indexes["active_migrations"]
-    memo.ctx.hosts_index = hosts
-    memo.ctx.admission.running = lambda: running_tickets(active)
-    daemon = MigrationDaemon(memo.ctx, body, stopped, hosts, logger)
-    daemon.policies, daemon.namespaces = indexes["migration_policies"], indexes["namespace_labels"]
-    await daemon.run()
+    await MigrationDaemon(memo.ctx, body, stopped, logger).run()
 
 
 @kopf.on.event(GROUP, VERSION, "domainmigrations")
@@ -113,15 +124,13 @@ async def edited_after_the_end(
     if type == "DELETED" or status.get("phase") not in TERMINAL or status.get("observedGeneration") == generation:
         return  # a running daemon observes its own edits (MigrationDaemon.follow_spec)
     accepted = dict(status.get("acceptedSpec") or {})
-    fields = refused_changes(accepted, dict(body.spec)) if accepted else []
-    refusal = refusal_condition(fields) if fields else None
-    await memo.ctx.kube.patch_status("domainmigrations", name, namespace, observed(status, generation, refusal))
-    if refusal is not None:
-        kopf.event(body, type="Warning", reason="SpecChangeRefused", message=refusal.message)
+    said = await record_edit(memo.ctx.kube, body, refused_changes(accepted, dict(body.spec)) if accepted else [])
+    if said is not None:
+        kopf.event(body, type="Warning", reason="SpecChangeRefused", message=said[2])
 
 
 def validate_migration(body: kopf.Body, memo: Any, warnings: list[str], **kwargs: Any) -> None:
-    verdict = review_migration(body, kwargs.get("old"), kwargs["hypervisor_hosts"], memo.ctx.drivers)
+    verdict = review_migration(body, kwargs.get("old"), memo.ctx.indexes.hosts, memo.ctx.drivers)
     warnings.extend(verdict.warnings)
     if verdict.problems:
         raise kopf.AdmissionError(verdict.message, code=422)

@@ -4,43 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 from collections.abc import Callable
 from typing import Any
 
+import kopf
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from controller.api.resource import GROUP, VERSION
+from controller.kubeclient import api_client
 from controller.operator.certificates import KeyPair
 
 
 class Kube:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.client = client
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
 
     @classmethod
     def from_environment(cls) -> Kube:
-        """In a pod: its service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
-        config = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-        except kubernetes.config.ConfigException:
-            # The library reads $KUBECONFIG once, at import; read it now instead.
-            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=os.environ.get("KUBECONFIG"), client_configuration=config
-            )
-        return cls(kubernetes.client.ApiClient(config))
+        return cls(api_client())
 
     async def patch_status(self, plural: str, name: str, namespace: str | None, patch: dict[str, Any]) -> None:
         body = {"status": patch}
-        if namespace:
-            await asyncio.to_thread(
-                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body
-            )
-        else:
-            await asyncio.to_thread(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, plural, name, body)
+        try:
+            if namespace:
+                await asyncio.to_thread(
+                    self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body
+                )
+            else:
+                await asyncio.to_thread(
+                    self.custom.patch_cluster_custom_object_status, GROUP, VERSION, plural, name, body
+                )
+        except ApiException as exc:
+            raise in_kopf_terms(exc, f"the status of {plural} {namespace + '/' if namespace else ''}{name}") from exc
 
     async def secret(self, name: str, namespace: str) -> dict[str, str] | None:
         """The Secret's data, decoded; None if it does not exist."""
@@ -76,3 +74,15 @@ class Kube:
                 if exc.status != 409:  # 409: another replica made it first; read theirs
                     raise
         raise RuntimeError(f"the Secret {namespace}/{name} exists but holds no tls.crt/tls.key")
+
+
+def in_kopf_terms(exc: ApiException, what: str) -> kopf.PermanentError | kopf.TemporaryError:
+    """An API error as kopf should treat the handler that met it: retry later, or give up."""
+    if exc.status == 404:
+        return kopf.PermanentError(f"{what}: the object is gone")
+    if exc.status in (400, 403, 422):
+        # Our request is wrong or not allowed: the same request will be refused again.
+        return kopf.PermanentError(f"{what}: refused ({exc.status} {exc.reason})")
+    retry_after = (exc.headers or {}).get("Retry-After", "")
+    delay = float(retry_after) if retry_after.isdigit() else 5.0
+    return kopf.TemporaryError(f"{what}: {exc.status} {exc.reason}; trying again", delay=delay)

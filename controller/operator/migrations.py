@@ -26,7 +26,6 @@ from controller.operator.context import Context
 from controller.operator.hosts import HostIndex, HostProblem, check_host, lookup, resolve
 from controller.operator.reporting import Reporter, known_status
 
-ACTIVE = (Phase.Validating, Phase.Preparing, Phase.Migrating, Phase.Verifying)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
@@ -50,13 +49,14 @@ class MigrationDaemon:
         ctx: Context,
         body: kopf.Body,
         stopped: kopf.DaemonStopped,
-        hosts: HostIndex,
         logger: Logger,
     ) -> None:
         self.ctx = ctx
         self.body = body
         self.stopped = stopped
-        self.hosts = hosts
+        self.hosts: HostIndex = ctx.indexes.hosts
+        self.policies = ctx.indexes.policies
+        self.namespaces = ctx.indexes.namespace_labels
         self.logger = logger
         self.controls = Controls()
         marker = (body.get("status") or {}).get("migrationStartTime")
@@ -65,8 +65,6 @@ class MigrationDaemon:
         self.namespace = str(body.metadata.namespace)
         self.status = DomainMigrationStatus()
         self.accepted: dict[str, Any] = {}
-        self.policies: Mapping[str, Iterable[Mapping[str, Any]]] = {}
-        self.namespaces: Mapping[str, Iterable[Mapping[str, str]]] = {}
 
     @property
     def key(self) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from controller.api.conditions import set_condition
 from controller.api.hosts import HypervisorHost
-from controller.api.status import Condition, timestamp
+from controller.api.status import ConditionType, timestamp
 from controller.backends.base import BackendError
 from controller.backends.registry import DriverTable
 from controller.operator import metrics
@@ -15,7 +16,6 @@ from controller.operator.kube import Kube
 
 async def probe(host: HypervisorHost, drivers: DriverTable, kube: Kube | None) -> dict[str, Any]:
     now = timestamp()
-    previous = {c.type: c for c in host.status.conditions}
     try:
         config = await resolve(host, kube)
         conn = await drivers.get(config.driver).connect(config)
@@ -34,10 +34,5 @@ async def probe(host: HypervisorHost, drivers: DriverTable, kube: Kube | None) -
         found = {"reachable": False, "message": str(exc)}
         ready, reason = False, "Unreachable"
     metrics.host_probed(host.name, host.spec.driver, ready)
-    before = previous.get("Ready")
-    value = "True" if ready else "False"
-    since = before.last_transition_time if before and before.status == value else now
-    condition = Condition(
-        type="Ready", status=value, reason=reason, message=found["message"], last_transition_time=since
-    )
-    return {**found, "lastProbeTime": now, "conditions": [condition.dump()]}
+    conditions = set_condition(list(host.status.conditions), ConditionType.Ready, ready, reason, found["message"], now)
+    return {**found, "lastProbeTime": now, "conditions": [c.dump() for c in conditions]}

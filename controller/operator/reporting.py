@@ -1,4 +1,12 @@
-"""Engine progress -> status patches (throttled), Kubernetes Events and metrics."""
+"""Engine progress -> status patches (throttled), Kubernetes Events and metrics.
+
+Who writes a DomainMigration's status, all of it from this module:
+- `Reporter.patch`, the daemon's one writer while a migration waits, runs and ends: the engine's
+  reports, the operator's waits (Pending) and early ends, the live spec's observations
+  (observedGeneration, SpecChangeRefused). One writer per migration, one patch at a time.
+- `record_edit`, for a finished migration, which has no daemon: an edit seen after the end.
+kopf itself writes only its own keys under status (its progress storage), never ours.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +17,12 @@ from typing import Any
 
 import kopf
 
-from controller.api.enums import Phase
-from controller.api.status import Condition, DomainMigrationStatus, timestamp
+from controller.api.conditions import set_condition
+from controller.api.errors import SpecError
+from controller.api.status import ConditionType, DomainMigrationStatus, timestamp
 from controller.engine.run import Transition, must_save
 from controller.operator import metrics
 from controller.operator.kube import Kube
-
-WARNING_PHASES = (Phase.Failed, Phase.Aborted)
 
 
 def known_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -44,7 +51,7 @@ class Reporter:
         self.interval = interval
         self.logger = logger
         self.last_patch = float("-inf")
-        self.extra_conditions: list[Condition] = []
+        self.refusal: Refusal | None = None  # SpecChangeRefused, once the live spec has been looked at
         self.last: DomainMigrationStatus | None = None
         self.saved_marker = initial_marker
         self.observed: int | None = None  # the generation the last patch recorded
@@ -74,8 +81,8 @@ class Reporter:
         # in either order, and an older one landing last would erase the migrate-call marker.
         async with self._patching:
             generation = self.body.metadata.get("generation")
-            kinds = {c.type for c in self.extra_conditions}
-            status.conditions = [c for c in status.conditions if c.type not in kinds] + self.extra_conditions
+            if self.refusal is not None:
+                set_condition(status.conditions, ConditionType.SpecChangeRefused, *self.refusal, timestamp())
             status.observed_generation = generation
             for condition in status.conditions:
                 condition.observed_generation = generation
@@ -86,46 +93,46 @@ class Reporter:
             self.observed = generation
 
     def event(self, transition: Transition) -> None:
-        kind = "Warning" if transition.after in WARNING_PHASES else "Normal"
+        kind = "Warning" if transition.after.record.warning else "Normal"
         message = transition.message or transition.after.value
         kopf.event(self.body, type=kind, reason=transition.after.value, message=message)
         self.logger.info(f"{transition.before.value} -> {transition.after.value}: {message}")
 
     def refuse_changes(self, fields: list[str]) -> bool:
         """Mark (or clear) refused spec changes; True when that changed what status says."""
-        before = [(c.status, c.message) for c in self.extra_conditions]
-        self.extra_conditions = [refusal_condition(fields)]
-        return before != [(c.status, c.message) for c in self.extra_conditions]
+        before, self.refusal = self.refusal, refusal(fields)
+        return before != self.refusal
 
 
-def observed(status: Mapping[str, Any], generation: int | None, condition: Condition | None = None) -> dict[str, Any]:
-    """A status patch recording that this generation was seen (kstatus reads it), adding `condition`.
-
-    Every other condition is kept as it is, its transition time included; `condition` keeps the
-    time of the one it replaces when its status did not flip.
-    """
-    conditions = [dict(c) for c in status.get("conditions") or []]
-    if condition is not None:
-        fresh = condition.dump()
-        before = next((c for c in conditions if c.get("type") == fresh["type"]), None)
-        if before is not None and before.get("status") == fresh["status"]:
-            fresh["lastTransitionTime"] = before.get("lastTransitionTime", fresh["lastTransitionTime"])
-        conditions = [c for c in conditions if c.get("type") != fresh["type"]] + [fresh]
-    for c in conditions:
-        c["observedGeneration"] = generation
-    return {"observedGeneration": generation, "conditions": conditions}
+Refusal = tuple[bool, str, str]  # SpecChangeRefused's status, reason and message
 
 
-def refusal_condition(fields: list[str]) -> Condition:
+def refusal(fields: list[str]) -> Refusal:
     if not fields:
-        return Condition(type="SpecChangeRefused", status="False", reason="NoChange", last_transition_time=timestamp())
-    return Condition(
-        type="SpecChangeRefused",
-        status="True",
-        reason="Immutable",
-        message=(
-            f"spec is immutable once a migration has started (changed: {', '.join(fields)}); "
-            "only abort, params.bandwidth and params.downtime may change: create a new DomainMigration instead"
-        ),
-        last_transition_time=timestamp(),
+        return False, "NoChange", ""
+    return (
+        True,
+        "Immutable",
+        f"spec is immutable once a migration has started (changed: {', '.join(fields)}); "
+        "only abort, params.bandwidth and params.downtime may change: create a new DomainMigration instead",
     )
+
+
+async def record_edit(kube: Kube, body: kopf.Body, refused: list[str]) -> Refusal | None:
+    """An edit of a finished migration: record that its generation was seen, and what was refused.
+
+    Every condition keeps its transition time unless its status flips.
+    """
+    generation = body.metadata.get("generation")
+    try:
+        status = DomainMigrationStatus.parse(known_status(body.get("status")))
+    except SpecError:
+        return None  # not a status we wrote: nothing of ours to bring up to date
+    said = refusal(refused) if refused else None
+    if said is not None:
+        set_condition(status.conditions, ConditionType.SpecChangeRefused, *said, timestamp())
+    for condition in status.conditions:
+        condition.observed_generation = generation
+    patch = {"observedGeneration": generation, "conditions": [c.dump() for c in status.conditions]}
+    await kube.patch_status("domainmigrations", str(body.metadata.name), body.metadata.namespace, patch)
+    return said

@@ -19,7 +19,7 @@ from controller.api.immutability import MUTABLE, refused_changes
 from controller.api.resource import DomainMigration
 from controller.backends.base import BackendError
 from controller.backends.registry import DriverTable
-from controller.engine.checks import unsupported_fields
+from controller.engine.checks import different_drivers, unsupported_by_either
 from controller.operator.hosts import HostIndex, lookup
 
 LIVE_FIELDS = ", ".join(sorted(MUTABLE))
@@ -94,23 +94,17 @@ def _check_hosts(
             )
     if "source" in found and "destination" in found:
         a, b = found["source"].spec.driver, found["destination"].spec.driver
-        if a != b:
-            verdict.problems.append(
-                f"spec.destination: NoSupport: cannot migrate between drivers: {spec.source} uses {a},"
-                f" {spec.destination} uses {b}"
-            )
-    seen: set[tuple[str, str]] = set()
+        problem = different_drivers(spec.source, a, spec.destination, b)
+        if problem:
+            verdict.problems.append(f"spec.destination: NoSupport: {problem}")
+    sides = []
     for side, host in found.items():
-        driver_name = host.spec.driver
         try:
-            caps = drivers.get(driver_name).capabilities
+            sides.append((side, host.spec.driver, drivers.get(host.spec.driver).capabilities))
         except BackendError as exc:
-            verdict.warnings.append(f"spec.{side}: the {driver_name} driver could not be checked here: {exc}")
-            continue
-        for where, why in unsupported_fields(spec, driver_name, caps):
-            if (where, why) not in seen:
-                seen.add((where, why))
-                verdict.problems.append(f"spec.{where}: NoSupport: {why} ({side} host {host.name})")
+            verdict.warnings.append(f"spec.{side}: the {host.spec.driver} driver could not be checked here: {exc}")
+    for side, where, why in unsupported_by_either(spec, sides):
+        verdict.problems.append(f"spec.{where}: NoSupport: {why} ({side} host {found[side].name})")
 
 
 def review_host(new: Mapping[str, Any]) -> Verdict:

@@ -12,7 +12,7 @@ import pytest
 from controller.api.enums import MigrationFlag, Reason
 from controller.api.status import DomainState
 from controller.backends.base import BackendError, HostConfig, JobPhase, MigrationRequest
-from controller.backends.test import TestDriver
+from controller.backends.test.driver import TestDriver
 from controller.backends.test.world import domain_record
 
 
@@ -116,7 +116,7 @@ async def test_post_copy_onto_our_definition_shows_one_running_domain_there() ->
 WORKER = """
 import asyncio, sys
 from controller.backends.base import HostConfig, MigrationRequest
-from controller.backends.test import TestDriver
+from controller.backends.test.driver import TestDriver
 from controller.api.enums import MigrationFlag
 
 async def main():
@@ -150,7 +150,7 @@ async def test_concurrent_writers_do_not_lose_updates(tmp_path: Path) -> None:
     code = (
         "import asyncio,sys\n"
         "from controller.backends.base import HostConfig\n"
-        "from controller.backends.test import TestDriver\n"
+        "from controller.backends.test.driver import TestDriver\n"
         "async def main():\n"
         "    d = TestDriver()\n"
         "    for i in range(20):\n"

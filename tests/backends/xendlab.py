@@ -10,7 +10,7 @@ from typing import Any
 from controller.api import DomainMigration, DomainMigrationStatus
 from controller.backends.base import HostConfig
 from controller.backends.registry import DriverTable
-from controller.backends.xend import XendDriver
+from controller.backends.xend.driver import XendDriver
 from controller.engine import Engine, Policy, Sink, StaticHosts
 from xendsim import XendHost
 from xendsim.node import RequestRecord

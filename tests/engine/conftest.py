@@ -12,8 +12,7 @@ import pytest
 from controller.api import DomainMigration, DomainMigrationStatus, Phase, load_migration
 from controller.backends.base import BackendError, HostConfig
 from controller.backends.registry import DriverTable
-from controller.backends.test import TestDriver
-from controller.backends.test.driver import CAPABILITIES
+from controller.backends.test.driver import CAPABILITIES, TestDriver
 from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
 
 URI = "test:///default"

@@ -89,7 +89,7 @@ class Lab:
     policy: Policy = field(default_factory=lambda: Policy(poll_interval=0.2, minimum_completion=5.0))
 
     def engine(self, *, p2p: bool = False, addresses: bool = True, **policy: Any) -> Engine:
-        from controller.backends.libvirt import LibvirtDriver
+        from controller.backends.libvirt.driver import LibvirtDriver
 
         pol = Policy(**{**self.policy.__dict__, **policy})
         return Engine(

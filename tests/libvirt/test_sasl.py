@@ -19,7 +19,7 @@ import pytest
 
 from controller.api.enums import Reason
 from controller.backends.base import BackendError, Connection, Credentials, HostConfig
-from controller.backends.libvirt import LibvirtDriver
+from controller.backends.libvirt.driver import LibvirtDriver
 from tests.harness.libvirtd import SaslLibvirtHost
 from tests.kube.emulator import ApiServer, KopfOperator
 from tests.operator.conftest import CRDS, FAST, HANDLERS, NS, until

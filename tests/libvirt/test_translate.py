@@ -115,7 +115,7 @@ async def test_unreachable_host_with_credentials_keeps_the_secret_out() -> None:
     pytest.importorskip("libvirt")
     from controller.api.enums import Reason
     from controller.backends.base import BackendError, Credentials, HostConfig
-    from controller.backends.libvirt import LibvirtDriver
+    from controller.backends.libvirt.driver import LibvirtDriver
     from controller.backends.libvirt.errors import redact
 
     secret = "s3cret-pw"

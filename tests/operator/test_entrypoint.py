@@ -12,7 +12,14 @@ import urllib.request
 import pytest
 
 from tests.kube.emulator import ApiServer
-from tests.operator.conftest import FAST, host, migration, wait_phase, where
+from tests.operator.conftest import FAST, host, migration, until, wait_phase, where
+
+FINISHED = 'domig_migrations_finished_total{driver="test",phase="Succeeded",reason="Completed"} 1.0'
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return reply.read().decode()  # type: ignore[no-any-return]
 
 
 @pytest.mark.slow
@@ -44,9 +51,13 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
         )
         try:
             kube.apply(migration("m"))
-            done = await wait_phase(kube, "m", {"Succeeded", "Failed", "Aborted"}, within=60)
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
-                metrics = reply.read().decode()
+            try:
+                done = await wait_phase(kube, "m", {"Succeeded", "Failed", "Aborted"}, within=60)
+            except TimeoutError:
+                log.seek(0)
+                pytest.fail(f"no end in 60 s; the operator said:\n{log.read().decode(errors='replace')[-5000:]}")
+            # The counter goes up just after the status patch that the wait above saw.
+            await until(lambda: FINISHED in scrape(metrics_port), within=10)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -55,4 +66,3 @@ async def test_domig_operator_runs_a_migration(kube: ApiServer, world: str) -> N
     assert done["status"]["phase"] == "Succeeded", output[-3000:]
     assert where(world) == {"host-a": "shutoff", "host-b": "running"}
     assert proc.returncode == 0, output[-3000:]
-    assert 'domig_migrations_finished_total{driver="test",phase="Succeeded",reason="Completed"} 1.0' in metrics

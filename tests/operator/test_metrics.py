@@ -74,8 +74,9 @@ async def test_active_waiting_progress_results_histograms_and_host_readiness(kub
         # The same domain again: Busy at once, and nothing of it stays on /metrics.
         kube.apply(migration("again"))
         assert (await wait_phase(kube, "again", ENDED))["status"]["reason"] == "Busy"
-        after_busy = await op.scrape()
-        assert after_busy.value("domig_migrations_finished_total", phase="Failed", reason="Busy", driver="test") == 1
+        busy = {"phase": "Failed", "reason": "Busy", "driver": "test"}
+        after_busy = await scrape_until(op, lambda s: s.value("domig_migrations_finished_total", **busy) is not None)
+        assert after_busy.value("domig_migrations_finished_total", **busy) == 1
         assert per_migration(after_busy, "again") == {}
         assert after_busy.value("domig_migration_duration_seconds_count", driver="test", phase="Failed") is None
 
@@ -117,8 +118,9 @@ async def test_deleted_and_refused_migrations_leave_no_series(kube: ApiServer, w
     with domig_operator(kube) as op:
         kube.apply(migration("refused", source="host-c"))
         assert (await wait_phase(kube, "refused", ENDED))["status"]["reason"] == "NamespaceNotAllowed"
-        refused = await op.scrape()
         labels = {"phase": "Failed", "reason": "NamespaceNotAllowed", "driver": "test"}
+        # The count goes up just after the status patch that the wait above saw.
+        refused = await scrape_until(op, lambda s: s.value("domig_migrations_finished_total", **labels) is not None)
         assert refused.value("domig_migrations_finished_total", **labels) == 1
         assert per_migration(refused) == {}
         assert refused.value("domig_migrations_active") == refused.value("domig_migrations_waiting") == 0

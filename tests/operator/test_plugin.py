@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
+
+import pytest
 
 from tests.kube.emulator import ApiServer, KopfOperator
 from tests.operator.conftest import NS, host, until, where
@@ -58,3 +61,48 @@ async def test_bad_input_is_refused_naming_the_field(kube: ApiServer) -> None:
     assert code == 2 and "spec.flags[0]: warp is not one of: live" in err and "Traceback" not in err
     code, _, err = await plugin(kube, "watch", "nothing-here")
     assert code == 2 and "404" in err
+
+
+LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+async def test_a_domain_named_like_libvirt_allows_migrates(kube: ApiServer, world: str, operator: KopfOperator) -> None:
+    kube.apply(host("host-a", world, [{"name": "Web_DB.1", "memoryMiB": 1024}]))
+    kube.apply(host("host-b", world))
+    code, out, err = await plugin(
+        kube, "-o", "json", "--interval", "0.2", "migrate", "Web_DB.1", "--from", "host-a", "--to", "host-b", "--wait"
+    )
+    assert code == 0, err
+    assert json.loads(out)["phase"] == "Succeeded"
+    assert where(world, "Web_DB.1") == {"host-a": "shutoff", "host-b": "running"}
+    [created] = kube.list_objects("domainmigrations", NS)
+    assert created["metadata"]["name"].startswith("web-db-1-to-host-b-")
+    assert created["spec"]["domain"] == "Web_DB.1"
+
+
+@pytest.mark.parametrize(
+    ("domain", "prefix"),
+    [
+        ("web_1", "web-1-to-host-b-"),
+        ("W" * 255, "w" * 48 + "-"),  # the longest spec.domain: cut, with a hash
+        ("___", "domain-to-host-b-"),  # nothing valid left: a stand-in and a hash
+        ("Ünï.cödé", "uni-code-to-host-b-"),
+        ("日本語", "domain-to-host-b-"),
+    ],
+)
+async def test_any_domain_name_gives_a_valid_object_name(kube: ApiServer, domain: str, prefix: str) -> None:
+    code, out, err = await plugin(kube, "migrate", domain, "--from", "host-a", "--to", "host-b")
+    assert code == 0, err
+    name = out.strip()
+    assert name.startswith(prefix) and LABEL.fullmatch(name) and len(name) <= 63, name
+    created = kube.read("domainmigrations", name, NS)
+    assert created is not None and created["spec"]["domain"] == domain
+
+
+async def test_an_invalid_name_or_too_long_a_domain_is_refused_naming_the_field(kube: ApiServer) -> None:
+    code, _, err = await plugin(kube, "migrate", "Web_DB.1", "--from", "a", "--to", "b", "--name", "Web_DB.1")
+    assert code == 2 and "metadata.name (--name): 'Web_DB.1' is not a lowercase RFC 1123 subdomain" in err, err
+    assert "Traceback" not in err
+    code, _, err = await plugin(kube, "migrate", "w" * 300, "--from", "a", "--to", "b")
+    assert code == 2 and "spec.domain: string should have at most 255 characters" in err and "metadata" not in err
+    assert kube.list_objects("domainmigrations", NS) == []

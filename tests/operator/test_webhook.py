@@ -42,8 +42,12 @@ async def webhook(
     """The operator with its webhook on loopback; yields the configuration it registered."""
     monkeypatch.setenv("DOMIG_WEBHOOK_LISTEN", f"127.0.0.1:{free_port()}")
     async with KopfOperator(kube, HANDLERS):
-        config = await until(lambda: kube.read("validatingwebhookconfigurations", CONFIGURATION), within=20)
-        yield config
+        # kopf may create the configuration before it patches the webhooks in: wait for those.
+        def registered() -> dict[str, Any] | None:
+            config = kube.read("validatingwebhookconfigurations", CONFIGURATION)
+            return config if config and len(config.get("webhooks") or []) == 2 else None
+
+        yield await until(registered, within=20)
 
 
 def client_ssl(config: dict[str, Any]) -> ssl.SSLContext:

@@ -1,5 +1,4 @@
-"""The libvirt backend (needs libvirt-python; imported only when a host uses driver: libvirt)."""
+"""The libvirt backend (needs libvirt-python; imported only when a host uses driver: libvirt).
 
-from controller.backends.libvirt.driver import CAPABILITIES, LibvirtDriver
-
-__all__ = ["CAPABILITIES", "LibvirtDriver"]
+Nothing is imported here: the model imports this package's declaration without libvirt-python.
+"""

@@ -12,6 +12,7 @@ import libvirt
 from controller.api.enums import LIBVIRT_FLAG_BITS
 from controller.backends.base import Capabilities, Connection, Credentials, Driver, HostConfig
 from controller.backends.libvirt.connection import LibvirtConnection
+from controller.backends.libvirt.declaration import DECLARATION
 from controller.backends.libvirt.errors import connect_error
 from controller.backends.libvirt.events import ensure_event_loop
 from controller.backends.libvirt.translate import supported_params
@@ -57,7 +58,7 @@ def _open(uri: str, credentials: Credentials | None) -> Any:
 
 
 class LibvirtDriver(Driver):
-    name = "libvirt"
+    name = DECLARATION.name
     capabilities = CAPABILITIES
 
     def __init__(self, workers: int = 16) -> None:

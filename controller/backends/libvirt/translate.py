@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from controller.api.enums import LIBVIRT_FLAG_BITS, MigrationFlag
-from controller.api.params import KNOWN_PARAMS
+from controller.api.params import SHARED_PARAMS
 from controller.api.status import DomainState
 from controller.backends.base import JobInfo, JobPhase, MigrationRequest
 
@@ -53,9 +53,9 @@ def flags_of(flags: Iterable[MigrationFlag], peer_to_peer: bool = False) -> int:
 
 
 def supported_params(library_params: Iterable[str]) -> frozenset[str]:
-    """Our known parameters that this libvirt-python names (xen.* never), plus `downtime`."""
+    """The shared parameters that this libvirt-python names, plus `downtime` (never another driver's own)."""
     names = set(library_params)
-    return frozenset(p for p in KNOWN_PARAMS if not p.startswith("xen.") and (p in names or p in SET_AFTER_START))
+    return frozenset(p for p in SHARED_PARAMS if p in names or p in SET_AFTER_START)
 
 
 def migrate_uri(hostname: str) -> str:

@@ -1,6 +1,4 @@
-"""The in-memory `test` driver: deterministic hosts and a migration model for demos and tests."""
+"""The in-memory `test` driver: deterministic hosts and a migration model for demos and tests.
 
-from controller.backends.test.driver import TestConnection, TestDriver
-from controller.backends.test.world import World
-
-__all__ = ["TestConnection", "TestDriver", "World"]
+Nothing is imported here: the model imports this package's declaration, which must stay light.
+"""

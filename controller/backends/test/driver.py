@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from controller.api.enums import MigrationFlag, Reason
-from controller.api.params import KNOWN_PARAMS
+from controller.api.params import SHARED_PARAMS
 from controller.api.status import DomainState
 from controller.backends.base import (
     NO_JOB,
@@ -22,6 +22,7 @@ from controller.backends.base import (
     JobPhase,
     MigrationRequest,
 )
+from controller.backends.test.declaration import DECLARATION
 from controller.backends.test.model import MiB, Plan
 from controller.backends.test.world import (
     State,
@@ -36,7 +37,7 @@ from controller.backends.test.world import (
 
 CAPABILITIES = Capabilities(
     flags=frozenset(MigrationFlag),
-    params=frozenset(name for name in KNOWN_PARAMS if not name.startswith("xen.")),
+    params=frozenset(SHARED_PARAMS),
     rename=True,
     localhost=True,
     progress=True,
@@ -54,7 +55,7 @@ def _loop_clock() -> float:
 
 class TestDriver(Driver):
     __test__ = False  # not a pytest class
-    name = "test"
+    name = DECLARATION.name
     capabilities = CAPABILITIES
 
     def __init__(self) -> None:
@@ -62,7 +63,7 @@ class TestDriver(Driver):
 
     def world(self, uri: str) -> World:
         parsed = urlparse(uri)
-        if parsed.scheme != "test":
+        if parsed.scheme not in DECLARATION.uri_schemes:
             raise BackendError(f"not a test driver URI: {uri!r}", Reason.InvalidSpec)
         path = parsed.path
         if path not in self._worlds:

@@ -27,6 +27,7 @@ from controller.backends.base import (
     MigrationRequest,
 )
 from controller.backends.xend import sxp
+from controller.backends.xend.declaration import DECLARATION
 from controller.backends.xend.transport import (
     ConnectionLost,
     Endpoint,
@@ -38,7 +39,7 @@ from controller.backends.xend.transport import (
 )
 
 FLAGS = frozenset({MigrationFlag.live, MigrationFlag.undefineSource})
-PARAMS = frozenset({"xen.port", "xen.resource"})
+PARAMS = frozenset(DECLARATION.params)
 
 CAPABILITIES = Capabilities(
     flags=FLAGS,
@@ -157,7 +158,7 @@ def refusal(request: MigrationRequest) -> str | None:
 
 
 class XendDriver(Driver):
-    name = "xend"
+    name = DECLARATION.name
     capabilities = CAPABILITIES
 
     def __init__(self) -> None:

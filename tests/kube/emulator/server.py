@@ -20,6 +20,7 @@ import kmock
 import kopf
 import yaml
 
+from .access import AccessReviews
 from .admitting import AdmittingMixin
 from .discovery import DiscoveryMixin
 from .documents import PEERING_CRDS, CrdSource, _load_docs
@@ -88,6 +89,7 @@ class ApiServer(
     strict_namespaces: bool = True  # 404 on objects in non-existent namespaces (as K8s does)
     watch_cache_size: int = 10_000  # how many events are kept for ?resourceVersion=N replays (else 410)
     host: str = "127.0.0.1"
+    access: AccessReviews = attrs.field(factory=AccessReviews)  # SelfSubjectAccessReviews; .deny(...) in tests
 
     _defs: dict[tuple[str, str], ResourceDef] = attrs.field(factory=dict, init=False)
     _state: threading.RLock = attrs.field(factory=threading.RLock, init=False)
@@ -108,6 +110,7 @@ class ApiServer(
         # fallbacks mutate the state naively (before any reaction) and cannot be hooked partially.
         # We keep the scaffold's discovery & 404 fallbacks, and add our one realistic fallback.
         kmock.KubernetesScaffold.__attrs_post_init__(self)
+        self.fallback[self.access.matches] << self.access.serve  # before the resources: no store behind it
         self.fallback[self._is_resource_request] << self._serve_resource
         with self._state:
             for rdef in _builtin_defs():

@@ -1,0 +1,19 @@
+"""What the libvirt driver adds to the resource model (see controller/api/drivers.py).
+
+Import-light on purpose: libvirt-python is needed to migrate, not to parse a host or build the CRD.
+"""
+
+from pydantic import StrictBool
+
+from controller.api.drivers import DriverDeclaration, HostOption
+
+DECLARATION = DriverDeclaration(
+    name="libvirt",
+    driver="controller.backends.libvirt.driver:LibvirtDriver",
+    summary="libvirt-python against any libvirt daemon",
+    uri_schemes=(),  # whatever libvirt opens: qemu+tcp, qemu+tls, qemu+ssh, qemu+unix, xen, ...
+    uri_example="qemu+tcp://host-a/system",
+    # The source daemon drives the migration itself (VIR_MIGRATE_PEER2PEER), so it goes on if the
+    # controller dies; else the controller drives libvirt's protocol between the daemons.
+    host_options=(HostOption("peer_to_peer", StrictBool, False, example=True),),
+)

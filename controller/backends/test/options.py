@@ -1,0 +1,36 @@
+"""The `test:` block of a test driver host: the domains it starts with, its link, injected faults."""
+
+from typing import Annotated
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt
+
+from controller.api.base import Model
+
+
+class TestDomain(Model):
+    """A domain the in-memory `test` driver starts the host with."""
+
+    __test__ = False  # not a pytest class
+    name: str = Field(min_length=1)
+    uuid: str | None = None
+    memory_mi_b: Annotated[StrictInt, Field(ge=1)] = 1024
+    dirty_rate_mi_bps: Annotated[StrictFloat, Field(ge=0)] = 0.0
+    running: StrictBool = True
+    persistent: StrictBool = True
+
+
+class TestHostFaults(Model):
+    """Failure injection for the `test` driver, as fractions of the data sent."""
+
+    __test__ = False
+    unreachable: StrictBool = False
+    destination_dies_at: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
+    source_dies_at: Annotated[StrictFloat, Field(ge=0, le=1)] | None = None
+
+
+class TestHostSpec(Model):
+    __test__ = False
+    domains: list[TestDomain] = Field(default_factory=list)
+    link_mi_bps: Annotated[StrictFloat, Field(gt=0)] = 1000.0
+    hostname: str | None = None
+    faults: TestHostFaults = Field(default_factory=TestHostFaults)
