@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -221,8 +223,10 @@ async def test_a_failed_migration_reports_xends_message(driver: XendDriver) -> N
         await a.migrate(b, MigrationRequest("web", "127.0.0.2", flags=frozenset({MigrationFlag.live})))
         await until(lambda: lab.a.domain("migrating-web") is None)
         job = await a.job("web")
-        while job.phase is JobPhase.active:
-            job = await a.job("web")
+        async with asyncio.timeout(20):
+            while job.phase is JobPhase.active:
+                await asyncio.sleep(0.05)  # job() may answer without yielding: give the migrate task its turn
+                job = await a.job("web")
         assert job.phase is JobPhase.failed and job.failed_side is None
         assert job.error is not None and job.error.startswith("Migration to 127.0.0.2:")
         assert "connection dropped after" in job.error
