@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.api import load_migration
-from controller.backends.base import HostConfig
+from controller.backends.protocol import HostConfig
 from controller.backends.registry import DriverTable
 from controller.backends.test.driver import TestDriver
 from controller.backends.test.model import MiB, Plan, evaluate
-from controller.engine import Engine, Policy, StaticHosts
+from controller.engine import Engine, RunPolicy, StaticHosts
 
 
 def per_call(fn: Callable[[], object], seconds: float = 0.5) -> tuple[float, int]:
@@ -67,7 +67,7 @@ async def engine_rows() -> list[tuple[str, str, str]]:
             HostConfig("b", "test", "test:///default", options={"linkMiBps": 64000}),
         ]
     )
-    engine = Engine(DriverTable({"test": driver}), hosts, Policy(poll_interval=0.001))
+    engine = Engine(DriverTable({"test": driver}), hosts, RunPolicy(poll_interval=0.001))
     doc = {"metadata": {"name": "m"}, "spec": {"domain": "web", "source": "a", "destination": "b", "flags": ["live"]}}
     tracemalloc.start()
     start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.errors import SpecError
-from controller.api.hosts import HypervisorHost, HypervisorHostSpec
+from controller.api.hypervisor_host import HypervisorHost, HypervisorHostSpec
 from controller.api.resource import API_VERSION, GROUP, VERSION, DomainMigration, load_migration
 from controller.api.spec import DomainMigrationSpec, Timeouts
 from controller.api.status import DomainMigrationStatus, DomainState, Endpoint, Progress

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from controller.api.base import Model
-from controller.api.hosts import HypervisorHostSpec, HypervisorHostStatus
-from controller.api.policy import MigrationPolicySpec
+from controller.api.hypervisor_host import HypervisorHostSpec, HypervisorHostStatus
+from controller.api.migration_policy import MigrationPolicySpec
 from controller.api.resource import GROUP, VERSION
 from controller.api.spec import DomainMigrationSpec
 from controller.api.status import DomainMigrationStatus
@@ -156,7 +156,7 @@ def domain_migration_crd() -> Schema:
 
 
 def hypervisor_host_crd(spec_model: type[Model] = HypervisorHostSpec) -> Schema:
-    """`spec_model` is the host model of another driver table (controller.api.hosts.host_spec_model)."""
+    """`spec_model` is the host model of another driver table (controller.api.hypervisor_host.host_spec_model)."""
     columns: list[Schema] = [
         {"name": "Driver", "type": "string", "jsonPath": ".spec.driver"},
         {"name": "URI", "type": "string", "jsonPath": ".spec.uri"},

@@ -48,7 +48,7 @@ class HostOption:
 @dataclass(frozen=True)
 class DriverDeclaration:
     name: str
-    driver: str  # "module:Class" of its Driver (controller/backends/base.py)
+    driver: str  # "module:Class" of its Driver (controller/backends/protocol.py)
     summary: str  # for the README's driver table
     uri_schemes: tuple[str, ...]  # the ones it opens; empty when its library decides (libvirt)
     uri_example: str

@@ -1,7 +1,7 @@
 """The phases of a DomainMigration, and every fact about each one, in one table.
 
 A new phase is one enum member and one record here (plus its work function in
-controller/engine/phases.py, named by the record); nothing else keeps a list of phases.
+controller/engine/work.py, named by the record); nothing else keeps a list of phases.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class PhaseRecord:
     description: str  # one line for status and Events; {placeholders} filled by the engine
     goes_to: frozenset[Phase]
     stage: Literal["waiting", "active", "ended"]
-    work: str | None = None  # the engine's function for this phase (controller.engine.phases)
+    work: str | None = None  # the engine's function for this phase (controller.engine.work)
     connects: bool = False  # needs both hosts connected before its work
     abort: Abort = "at-once"  # at-once: nothing moved yet; cancel-job: the hypervisor's job is cancelled
     checked: bool = False  # the spec passed validation against the drivers (condition Validated)

@@ -1,12 +1,16 @@
 """DomainMigration.spec: what to move, from where, to where, and how."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from controller.api.base import Model
 from controller.api.enums import MigrationFlag
 from controller.api.rules import MIGRATION_SPEC, MIGRATION_SPEC_SETS
+
+# The two ends of a migration, named as the spec names them; the one word for each everywhere.
+Side = Literal["source", "destination"]
+SIDES: tuple[Side, Side] = ("source", "destination")
 
 HostName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.\-_]*[A-Za-z0-9])?$")]
 DomainName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\s]([^/]*[^/\s])?$")]
@@ -15,7 +19,7 @@ DomainName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^/\s
 class Timeouts(Model):
     """KubeVirt's two clocks: a budget per GiB of guest memory, and a limit on no progress."""
 
-    completion_per_gi_b: Annotated[StrictInt, Field(ge=1)] | None = None
+    completion_per_gib: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="completionPerGiB")
     progress: Annotated[StrictInt, Field(ge=1)] | None = None
 
 

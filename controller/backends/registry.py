@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from controller.api.drivers import DriverDeclaration, declarations
 from controller.api.enums import Reason
-from controller.backends.base import BackendError, Driver
+from controller.backends.protocol import BackendError, Driver
 
 
 class DriverTable:

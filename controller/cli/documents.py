@@ -10,11 +10,11 @@ from typing import Any
 import yaml
 
 from controller.api.errors import SpecError
-from controller.api.hosts import HypervisorHost
-from controller.api.policy import MigrationPolicy
+from controller.api.hypervisor_host import HypervisorHost
+from controller.api.migration_policy import MigrationPolicy
 from controller.api.resource import DomainMigration
-from controller.backends.base import Credentials
-from controller.engine.hosts import StaticHosts, host_config
+from controller.backends.protocol import Credentials
+from controller.engine.host_directory import StaticHosts, host_config
 
 
 def _documents(path: Path) -> list[Any]:

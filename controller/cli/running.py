@@ -19,7 +19,7 @@ from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
 from controller.cli.lazy import Command
 from controller.cli.render import LiveView, quiet
-from controller.engine import Controls, Engine, Policy, StaticHosts
+from controller.engine import Controls, Engine, RunPolicy, StaticHosts
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ABORTED = 0, 1, 2, 3
 
@@ -43,7 +43,7 @@ async def run_migration(
         # Ctrl-C aborts the migration (the source keeps running) instead of killing us mid-way.
         loop.add_signal_handler(sig, controls.request_abort)
     drivers = DriverTable()
-    engine = Engine(drivers, hosts, Policy(poll_interval=poll))
+    engine = Engine(drivers, hosts, RunPolicy(poll_interval=poll))
     try:
         if output == "json":
             return await engine.run(migration, quiet, controls)

@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 
 from controller.api.errors import SpecError
-from controller.api.policy import select_policy
+from controller.api.migration_policy import select_policy
 from controller.api.resource import DomainMigration
 from controller.cli.defaults import DEMO_HOSTS, DEMO_MIGRATION
 from controller.cli.documents import load_hosts, load_hosts_file, load_migration_file, load_policies_file

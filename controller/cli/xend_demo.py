@@ -19,11 +19,11 @@ from rich.console import Console
 from controller.api.errors import SpecError
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
-from controller.backends.base import BackendError, HostConfig
+from controller.backends.protocol import BackendError, HostConfig
 from controller.backends.xend.transport import parse_uri
 from controller.cli.documents import load_hosts_file, load_migration_file
 from controller.cli.running import EXIT_INVALID, report, run_migration
-from controller.engine.hosts import StaticHosts
+from controller.engine.host_directory import StaticHosts
 
 if TYPE_CHECKING:
     from xendsim import XendHost
@@ -86,29 +86,29 @@ async def _demo(
 ) -> DomainMigrationStatus:
 
     spec = migration.spec
-    source, dest = hosts.find(spec.source), hosts.find(spec.destination)
-    for field, name, found in (("source", spec.source, source), ("destination", spec.destination, dest)):
+    source, destination = hosts.find(spec.source), hosts.find(spec.destination)
+    for field, name, found in (("source", spec.source, source), ("destination", spec.destination, destination)):
         if found is None:
             raise SpecError([f"spec.{field}: no host named {name!r} (known: {hosts.names})"])
-    assert source is not None and dest is not None
-    (src_ip, src_port), (dst_ip, dst_port) = http_address(source), http_address(dest)
+    assert source is not None and destination is not None
+    (source_ip, source_port), (destination_ip, destination_port) = http_address(source), http_address(destination)
     async with AsyncExitStack() as stack:
         try:
             b = await stack.enter_async_context(
                 xend_host(
-                    name=dest.name,
-                    http=(dst_ip, dst_port),
-                    relocation=(dst_ip, relocation_port(dst_port)),
+                    name=destination.name,
+                    http=(destination_ip, destination_port),
+                    relocation=(destination_ip, relocation_port(destination_port)),
                     memory_scale=DEMO_MEMORY_SCALE,
                 )
             )
             a = await stack.enter_async_context(
                 xend_host(
                     name=source.name,
-                    http=(src_ip, src_port),
-                    relocation=(src_ip, relocation_port(src_port)),
+                    http=(source_ip, source_port),
+                    relocation=(source_ip, relocation_port(source_port)),
                     # port=0 means "the relocation port": the destination's, in this layout.
-                    relocation_default_port=relocation_port(dst_port),
+                    relocation_default_port=relocation_port(destination_port),
                     memory_scale=DEMO_MEMORY_SCALE,
                     domains=[f"name={spec.domain},memory={DEMO_MEMORY_MIB}"],
                 )

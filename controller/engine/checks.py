@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from controller.api.enums import MigrationFlag
 from controller.api.spec import DomainMigrationSpec
-from controller.backends.base import Capabilities
+from controller.backends.protocol import Capabilities
 
 
 def unsupported_fields(spec: DomainMigrationSpec, driver: str, caps: Capabilities) -> list[tuple[str, str]]:
@@ -45,8 +45,8 @@ def unsupported_by_either(
     return found
 
 
-def different_drivers(source: str, source_driver: str, dest: str, dest_driver: str) -> str | None:
+def different_drivers(source: str, source_driver: str, destination: str, destination_driver: str) -> str | None:
     """Why two hosts cannot migrate between them because of their drivers, or None."""
-    if source_driver != dest_driver:
-        return f"cannot migrate between drivers: {source} uses {source_driver}, {dest} uses {dest_driver}"
+    if source_driver != destination_driver:
+        return f"cannot migrate between drivers: {source} uses {source_driver}, {destination} uses {destination_driver}"
     return None

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
 
-from controller.backends.base import BackendError
+from controller.api.spec import Side
+from controller.backends.protocol import BackendError
 from controller.engine.run import Run
 
 
-async def reconnect(run: Run, side: Literal["source", "dest"]) -> None:
+async def reconnect(run: Run, side: Side) -> None:
     """Best effort: replace the connection to one side with a fresh one, if the host answers."""
-    host = run.source_host if side == "source" else run.dest_host
+    host = run.hosts_of.get(side)
     if run.drivers is None or host is None:
         return
     try:
         fresh = await run.drivers.get(host.driver).connect(host)
     except BackendError:
         return
-    stale = getattr(run, side)
-    setattr(run, side, fresh)
+    stale = run.connections.get(side)
+    run.connections[side] = fresh
     if stale is not None:
         with contextlib.suppress(Exception):
             await stale.close()

@@ -1,6 +1,7 @@
 """The phase machine: Validating -> Preparing -> Migrating -> Verifying -> Succeeded.
 
-The transition table is here, in one place; each phase's work is one function in phases.py.
+Each phase's facts are one record in controller/api/phases.py and its work one function in
+controller/engine/work.py; this drives them.
 Handed a status saved at any point (after a crash, a restart, a re-apply), it continues from
 the phase recorded there and never repeats a side effect.
 """
@@ -10,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from controller.api.enums import Phase, Reason
-from controller.api.policy import MigrationPolicySpec
+from controller.api.migration_policy import MigrationPolicySpec
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
-from controller.engine import phases
+from controller.engine import work
 from controller.engine.controls import Controls
-from controller.engine.hosts import HostDirectory
-from controller.engine.policy import Policy
+from controller.engine.host_directory import HostDirectory
 from controller.engine.recovery import recover
 from controller.engine.run import Outcome, Run, Sink
+from controller.engine.run_policy import RunPolicy
 
 
 async def _no_sink(status: DomainMigrationStatus, transition: object) -> None:
@@ -42,10 +43,10 @@ def _describe(run: Run, phase: Phase) -> str:
 
 
 class Engine:
-    def __init__(self, drivers: DriverTable, hosts: HostDirectory, policy: Policy | None = None) -> None:
+    def __init__(self, drivers: DriverTable, hosts: HostDirectory, policy: RunPolicy | None = None) -> None:
         self.drivers = drivers
         self.hosts = hosts
-        self.policy = policy or Policy()
+        self.policy = policy or RunPolicy()
 
     async def run(
         self, migration: DomainMigration, sink: Sink | None = None, controls: Controls | None = None
@@ -64,12 +65,11 @@ class Engine:
         except Outcome as outcome:
             await self._finish(run, outcome)
         finally:
-            for conn in (run.source, run.dest):
-                if conn is not None:
-                    await conn.close()
+            for conn in run.open_connections():
+                await conn.close()
         return run.status
 
-    def _policy_for(self, migration: DomainMigration) -> Policy:
+    def _policy_for(self, migration: DomainMigration) -> RunPolicy:
         """Engine defaults, then the MigrationPolicy saved in status, then the spec's own timeouts."""
         applied = migration.status.applied_policy
         policy = MigrationPolicySpec.parse(applied) if applied else None
@@ -79,15 +79,15 @@ class Engine:
         if run.status.phase is Phase.Pending:
             await run.enter(Phase.Validating, message=_describe(run, Phase.Validating))
         else:
-            await phases.validate(run)  # re-derives hosts and capabilities
+            await work.validate(run)  # re-derives hosts and capabilities
         while True:
             record = run.status.phase.record
             if run.controls.aborting and record.abort == "at-once":
                 raise Outcome(Phase.Aborted, Reason.Aborted, "aborted before the migration started; nothing moved")
             if record.connects:
-                await phases.connect(run, self.drivers)
-            work: Callable[[Run], Awaitable[Phase]] = getattr(phases, str(record.work))
-            after = await work(run)
+                await work.connect(run, self.drivers)
+            step: Callable[[Run], Awaitable[Phase]] = getattr(work, str(record.work))
+            after = await step(run)
             await run.enter(after, message=_describe(run, after))
 
     async def _finish(self, run: Run, outcome: Outcome) -> None:

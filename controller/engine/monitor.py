@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.status import DomainState
-from controller.backends.base import BackendError, JobInfo, JobPhase
+from controller.backends.protocol import BackendError, JobInfo, JobPhase
 from controller.engine.contact import reconnect
-from controller.engine.policy import OnTimeout
 from controller.engine.progress import progress_of
 from controller.engine.run import Outcome, Run, fail, failure
+from controller.engine.run_policy import OnTimeout
 
 
 @dataclass
@@ -64,7 +64,7 @@ async def _read_job(run: Run, watch: Watch) -> JobInfo:
     """The source's job; a source that stops answering is retried, since its migration goes on."""
     while True:
         try:
-            job = await run.src.job(run.source_name)
+            job = await run.source.job(run.source_name)
         except BackendError as exc:
             if exc.reason not in (None, Reason.HostUnreachable):
                 raise failure(exc, f"the source host {run.spec.source}") from None
@@ -87,7 +87,7 @@ async def _lost_contact(run: Run, watch: Watch, exc: BackendError) -> None:
         raise fail(
             Reason.HostUnreachable,
             f"no answer from {run.spec.source} for {limit:.0f} s ({exc}): the migration may still be running "
-            "there, so where the domain is cannot be known until the host answers",
+            "at_destination, so where the domain is cannot be known until the host answers",
         )
     await asyncio.sleep(run.policy.poll_interval)
     await reconnect(run, "source")
@@ -101,8 +101,8 @@ def _failed(run: Run, job: JobInfo) -> Outcome:
 
 async def _ended_without_job(run: Run) -> Phase:
     """Drivers that report no job stats (xend): the hosts' views decide."""
-    there = await run.dst.lookup(run.target_name)
-    if there is not None and there.state in (DomainState.running, DomainState.paused):
+    at_destination = await run.destination.lookup(run.target_name)
+    if at_destination is not None and at_destination.state in (DomainState.running, DomainState.paused):
         return Phase.Verifying
     raise fail(Reason.TargetFailed, f"the migration ended and {run.target_name} is not on {run.spec.destination}")
 
@@ -117,7 +117,7 @@ async def _steer(run: Run, job: JobInfo, watch: Watch) -> None:
     for name, value in run.controls.take_tuning().items():
         if name in run.caps.live_tuning:
             try:
-                await run.src.tune(run.source_name, name, value)
+                await run.source.tune(run.source_name, name, value)
             except BackendError as exc:
                 watch.noted = f"could not change {name}: {exc}"
     if run.controls.force_complete_requested.is_set() and watch.switched is None:
@@ -163,10 +163,10 @@ async def _out_of_time(run: Run, job: JobInfo, watch: Watch, reason: Reason, why
 async def _force(run: Run, job: JobInfo, watch: Watch, why: str) -> None:
     try:
         if run.has(MigrationFlag.postCopy) and run.caps.postcopy:
-            await run.src.start_postcopy(run.source_name)
+            await run.source.start_postcopy(run.source_name)
             watch.switched = "post-copy"
         elif run.caps.suspend:
-            await run.src.suspend(run.source_name)
+            await run.source.suspend(run.source_name)
             watch.switched = "suspend"
         else:
             watch.noted = f"{why}: the {run.spec.source} driver cannot force completion"
@@ -186,7 +186,7 @@ async def _abort(run: Run, job: JobInfo, watch: Watch, failure: Outcome | None) 
         run.status.message = f"abort requested, but the {run.spec.source} driver cannot abort a migration"
         return
     try:
-        await run.src.abort(run.source_name)
+        await run.source.abort(run.source_name)
     except BackendError as exc:
         run.status.message = f"abort failed: {exc}"
         return

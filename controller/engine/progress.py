@@ -1,7 +1,7 @@
 """Job statistics to status.progress: the hypervisor's figures, converted once, here."""
 
 from controller.api.status import Progress, percent_done
-from controller.backends.base import JobInfo, JobPhase
+from controller.backends.protocol import JobInfo, JobPhase
 
 
 def progress_of(job: JobInfo, fallback_elapsed_s: float) -> Progress:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from controller.api.status import DomainState
-from controller.backends.base import BackendError, DomainInfo
+from controller.backends.protocol import BackendError, DomainInfo
 from controller.engine.run import Run
 
 
@@ -21,25 +21,27 @@ async def _look(
 async def recover(run: Run) -> str:
     """Resume the source if it was left paused; return where the domain now is, in words."""
     spec = run.spec
-    if run.source is None:
+    if "source" not in run.connections:
         return f"nothing moved; {spec.domain} was not touched"
     postcopy = run.status.progress is not None and run.status.progress.mode == "PostCopy"
-    here, here_err = await _look(spec.source, run.src.lookup, run.source_name)
-    there: DomainInfo | None = None
-    there_err: str | None = "not connected"
-    if run.dest is not None:
-        there, there_err = await _look(spec.destination, run.dst.lookup, run.target_name)
-    if here is not None and here.state is DomainState.paused and not postcopy and not _runs(there):
+    at_source, source_err = await _look(spec.source, run.source.lookup, run.source_name)
+    at_destination: DomainInfo | None = None
+    destination_err: str | None = "not connected"
+    if "destination" in run.connections:
+        at_destination, destination_err = await _look(spec.destination, run.destination.lookup, run.target_name)
+    if at_source is not None and at_source.state is DomainState.paused and not postcopy and not _runs(at_destination):
         try:
-            await run.src.resume(run.source_name)
-            here = await run.src.lookup(run.source_name)
+            await run.source.resume(run.source_name)
+            at_source = await run.source.lookup(run.source_name)
         except BackendError as exc:
-            here_err = f"resuming it failed ({exc})"
+            source_err = f"resuming it failed ({exc})"
     if run.status.source is not None:
-        run.status.source.state = here.state if here else (None if here_err else DomainState.absent)
+        run.status.source.state = at_source.state if at_source else (None if source_err else DomainState.absent)
     if run.status.target is not None:
-        run.status.target.state = there.state if there else (None if there_err else DomainState.absent)
-    return _where(run, here, here_err, there, there_err, postcopy)
+        run.status.target.state = (
+            at_destination.state if at_destination else (None if destination_err else DomainState.absent)
+        )
+    return _where(run, at_source, source_err, at_destination, destination_err, postcopy)
 
 
 def _runs(info: DomainInfo | None) -> bool:
@@ -48,21 +50,21 @@ def _runs(info: DomainInfo | None) -> bool:
 
 def _where(
     run: Run,
-    here: DomainInfo | None,
-    here_err: str | None,
-    there: DomainInfo | None,
-    there_err: str | None,
+    at_source: DomainInfo | None,
+    source_err: str | None,
+    at_destination: DomainInfo | None,
+    destination_err: str | None,
     postcopy: bool,
 ) -> str:
     spec = run.spec
-    if _runs(here) and not _runs(there):
+    if _runs(at_source) and not _runs(at_destination):
         return f"{run.source_name} runs on {spec.source}"
-    if _runs(there) and not _runs(here):
+    if _runs(at_destination) and not _runs(at_source):
         return f"{run.target_name} runs on {spec.destination}"
     parts = []
     for host, name, info, err in (
-        (spec.source, run.source_name, here, here_err),
-        (spec.destination, run.target_name, there, there_err),
+        (spec.source, run.source_name, at_source, source_err),
+        (spec.destination, run.target_name, at_destination, destination_err),
     ):
         parts.append(f"on {host}: {err}" if err else f"{name} is {info.state.value if info else 'absent'} on {host}")
     if postcopy:

@@ -11,13 +11,13 @@ from controller.api.conditions import refresh_conditions
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.phases import ForbiddenTransition
 from controller.api.resource import DomainMigration
-from controller.api.spec import DomainMigrationSpec
+from controller.api.spec import SIDES, DomainMigrationSpec, Side
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
-from controller.backends.base import BackendError, Capabilities, Connection, HostConfig
+from controller.backends.protocol import BackendError, Capabilities, Connection, HostConfig
 from controller.backends.registry import DriverTable
 from controller.engine.controls import Controls
-from controller.engine.hosts import HostDirectory
-from controller.engine.policy import Policy
+from controller.engine.host_directory import HostDirectory
+from controller.engine.run_policy import RunPolicy
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,13 @@ class Run:
     migration: DomainMigration
     sink: Sink
     controls: Controls
-    policy: Policy
+    policy: RunPolicy
     drivers: DriverTable | None = None  # to reconnect to a host that stopped answering
     hosts: HostDirectory | None = None
-    source_host: HostConfig | None = None
-    dest_host: HostConfig | None = None
+    # Each side's host and, once connect() ran, its open connection; keyed by the spec's field name.
+    hosts_of: dict[Side, HostConfig] = field(default_factory=dict)
+    connections: dict[Side, Connection] = field(default_factory=dict)
     capabilities: Capabilities | None = None
-    source: Connection | None = None
-    dest: Connection | None = None
     memory_bytes: int = 0
     # What a MigrationPolicy adds where the driver supports it and the spec says nothing.
     extra_flags: set[MigrationFlag] = field(default_factory=set)
@@ -107,15 +106,24 @@ class Run:
     def params(self) -> dict[str, int | str]:
         return {**self.extra_params, **self.spec.params}
 
-    @property
-    def src(self) -> Connection:
-        assert self.source is not None, "connect() runs before any phase that needs the source"
-        return self.source
+    def host(self, side: Side) -> HostConfig:
+        assert side in self.hosts_of, "validate() finds both hosts before any phase that needs one"
+        return self.hosts_of[side]
+
+    def connection(self, side: Side) -> Connection:
+        assert side in self.connections, f"connect() runs before any phase that needs the {side}"
+        return self.connections[side]
 
     @property
-    def dst(self) -> Connection:
-        assert self.dest is not None, "connect() runs before any phase that needs the destination"
-        return self.dest
+    def source(self) -> Connection:
+        return self.connection("source")
+
+    @property
+    def destination(self) -> Connection:
+        return self.connection("destination")
+
+    def open_connections(self) -> list[Connection]:
+        return [self.connections[side] for side in SIDES if side in self.connections]
 
     @property
     def caps(self) -> Capabilities:

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from controller.api.hosts import HostLimits
+from controller.api.hypervisor_host import HostLimits
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import kopf
 
 from controller.api.enums import Phase
 from controller.api.errors import SpecError
-from controller.api.hosts import HypervisorHost
+from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import refused_changes
 from controller.api.resource import GROUP, VERSION
 from controller.backends.registry import DriverTable
@@ -19,7 +19,7 @@ from controller.operator import logs, metrics
 from controller.operator.admission import Admission, Ticket
 from controller.operator.config import OperatorConfig
 from controller.operator.context import Context, Indexes, Store
-from controller.operator.hosts import limits_of
+from controller.operator.host_resources import limits_of
 from controller.operator.kube import Kube
 from controller.operator.migrations import MigrationDaemon, running_tickets, ticket_of
 from controller.operator.probe import probe

@@ -13,17 +13,17 @@ import kopf
 from controller.api.conditions import refresh_conditions
 from controller.api.enums import Phase, Reason
 from controller.api.errors import SpecError
-from controller.api.hosts import HypervisorHost
+from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import refused_changes
-from controller.api.policy import MigrationPolicy, select_policy
+from controller.api.migration_policy import MigrationPolicy, select_policy
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
-from controller.backends.base import BackendError
-from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
+from controller.backends.protocol import BackendError
+from controller.engine import Controls, Engine, RunPolicy, StaticHosts, Transition
 from controller.operator import metrics
 from controller.operator.admission import Ticket
 from controller.operator.context import Context
-from controller.operator.hosts import HostIndex, HostProblem, check_host, lookup, resolve
+from controller.operator.host_resources import HostIndex, HostProblem, check_host, lookup, resolve
 from controller.operator.reporting import Reporter, known_status
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -96,7 +96,7 @@ class MigrationDaemon:
             if self.status.phase is Phase.Pending:
                 metrics.mark_waiting(self.namespace, self.name, self.driver)
                 await self.admit(ticket)
-                self.adopt_policy(migration)
+                self.choose_policy(migration)
             else:
                 self.ctx.admission.hold(ticket)
             metrics.mark_active(self.namespace, self.name, self.driver)
@@ -116,7 +116,7 @@ class MigrationDaemon:
 
     # -- before the engine: admission ------------------------------------------------------------
 
-    def adopt_policy(self, migration: DomainMigration) -> None:
+    def choose_policy(self, migration: DomainMigration) -> None:
         """Choose the MigrationPolicy once, at admission; the status keeps what it said."""
         policies = []
         for store in self.policies.values():
@@ -208,7 +208,7 @@ class MigrationDaemon:
             source = await resolve(
                 check_host(self.hosts, self.accepted["source"], "source", self.namespace), self.ctx.kube
             )
-            dest = await resolve(
+            destination = await resolve(
                 check_host(self.hosts, self.accepted["destination"], "destination", self.namespace), self.ctx.kube
             )
         except HostProblem as problem:
@@ -216,7 +216,7 @@ class MigrationDaemon:
             return
         migration.status.accepted_spec = self.accepted
         engine = Engine(
-            self.ctx.drivers, StaticHosts([source, dest]), Policy(poll_interval=self.ctx.config.poll_interval)
+            self.ctx.drivers, StaticHosts([source, destination]), RunPolicy(poll_interval=self.ctx.config.poll_interval)
         )
         running = asyncio.create_task(engine.run(migration, self.reporter, self.controls))
         stopping = asyncio.ensure_future(self.stopped.wait())

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from controller.api.conditions import set_condition
-from controller.api.hosts import HypervisorHost
+from controller.api.hypervisor_host import HypervisorHost
 from controller.api.status import ConditionType, timestamp
-from controller.backends.base import BackendError
+from controller.backends.protocol import BackendError
 from controller.backends.registry import DriverTable
 from controller.operator import metrics
-from controller.operator.hosts import HostProblem, resolve
+from controller.operator.host_resources import HostProblem, resolve
 from controller.operator.kube import Kube
 
 

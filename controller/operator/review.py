@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.api.errors import SpecError
-from controller.api.hosts import HypervisorHost
+from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import MUTABLE, refused_changes
 from controller.api.resource import DomainMigration
-from controller.backends.base import BackendError
+from controller.backends.protocol import BackendError
 from controller.backends.registry import DriverTable
 from controller.engine.checks import different_drivers, unsupported_by_either
-from controller.operator.hosts import HostIndex, lookup
+from controller.operator.host_resources import HostIndex, lookup
 
 LIVE_FIELDS = ", ".join(sorted(MUTABLE))
 

@@ -53,7 +53,7 @@ def test_building_the_crds_and_parsing_hosts_imports_no_driver() -> None:
     script = """
 import sys
 from controller.api.crds import all_crds
-from controller.api.hosts import HypervisorHost
+from controller.api.hypervisor_host import HypervisorHost
 all_crds()
 for spec in ({"driver": "libvirt", "uri": "qemu+tcp://a/system", "peerToPeer": True},
              {"driver": "xend", "uri": "xend+http://a:8000"},

@@ -1,4 +1,4 @@
-from controller.api.policy import MigrationPolicy, select_policy
+from controller.api.migration_policy import MigrationPolicy, select_policy
 
 
 def policy(name: str, ns: dict[str, str] | None = None, own: dict[str, str] | None = None) -> MigrationPolicy:

@@ -11,8 +11,8 @@ import pytest
 
 from controller.api.base import Model
 from controller.api.errors import SpecError
-from controller.api.hosts import HypervisorHost
-from controller.api.policy import MigrationPolicy
+from controller.api.hypervisor_host import HypervisorHost
+from controller.api.migration_policy import MigrationPolicy
 from controller.api.resource import DomainMigration
 from controller.api.rules import HOST_SPEC, MIGRATION_SPEC
 from tests.api.violations import VALID_HOST, VALID_MIGRATION, Violation, all_violations

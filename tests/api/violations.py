@@ -15,7 +15,7 @@ from typing import Any
 from controller.api.base import Model
 from controller.api.crds import domain_migration_crd, hypervisor_host_crd, migration_policy_crd
 from controller.api.expressions import render_path
-from controller.api.hosts import HypervisorHostSpec
+from controller.api.hypervisor_host import HypervisorHostSpec
 from controller.api.spec import DomainMigrationSpec
 
 VALID_MIGRATION: dict[str, Any] = {

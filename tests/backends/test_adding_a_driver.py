@@ -16,16 +16,16 @@ from controller.api.crds import hypervisor_host_crd
 from controller.api.drivers import DRIVERS, DriverDeclaration, load
 from controller.api.errors import SpecError
 from controller.api.expressions import check
-from controller.api.hosts import HostSpecBase, HypervisorHost, HypervisorHostSpec, host_spec_model
+from controller.api.hypervisor_host import HostSpecBase, HypervisorHost, HypervisorHostSpec, host_spec_model
 from controller.api.resource import ObjectMeta
 from controller.api.rules import migration_rules
-from controller.backends.base import HostConfig
+from controller.backends.protocol import HostConfig
 from controller.backends.registry import DriverTable
-from controller.engine import Engine, Policy, StaticHosts, host_config
+from controller.engine import Engine, RunPolicy, StaticHosts, host_config
 from controller.engine.checks import unsupported_by_either
 from tests.kube.emulator import ApiError, ApiServer
 
-DECLARATION = '''
+DECLARATION = """
     from pydantic import Field, StrictInt
 
     from controller.api.base import Model
@@ -34,7 +34,7 @@ DECLARATION = '''
 
 
     class FakeHost(Model):
-        speed_mi_bps: StrictInt = Field(default=1, ge=1)
+        speed_mibps: StrictInt = Field(default=1, ge=1, alias="speedMiBps")
 
 
     DECLARATION = DriverDeclaration(
@@ -46,10 +46,10 @@ DECLARATION = '''
         host_options=(HostOption("fake", FakeHost | None, None, example={}, spread=True),),
         params={"fake.turbo": ParamType(int, 0, 9)},
     )
-'''
-DRIVER = '''
+"""
+DRIVER = """
     from controller.api.enums import MigrationFlag, Reason
-    from controller.backends.base import BackendError, Capabilities, Connection, Driver, HostConfig
+    from controller.backends.protocol import BackendError, Capabilities, Connection, Driver, HostConfig
 
 
     class FakeDriver(Driver):
@@ -58,7 +58,7 @@ DRIVER = '''
 
         async def connect(self, host: HostConfig) -> Connection:
             raise BackendError(f"a fake reaches nowhere ({host.options})", Reason.HostUnreachable)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ async def test_the_engine_drives_it_through_the_table(
         spec = spec_model.parse({"driver": "fake", "uri": f"fake://{name}", "fake": {"speedMiBps": 2}})
         return host_config(HypervisorHost.model_construct(metadata=ObjectMeta(name=name), spec=spec))
 
-    engine = Engine(DriverTable(table=table), StaticHosts([config("a"), config("b")]), Policy())
+    engine = Engine(DriverTable(table=table), StaticHosts([config("a"), config("b")]), RunPolicy())
 
     def migration(**spec: Any) -> Any:
         return load_migration({"metadata": {"name": "m"}, "spec": {"domain": "web", "source": "a",
@@ -162,4 +162,3 @@ async def test_the_engine_drives_it_through_the_table(
     reached = await engine.run(migration(flags=["live"], params={"fake.turbo": 3}))
     assert (reached.phase, reached.reason) == (Phase.Failed, Reason.HostUnreachable)
     assert reached.message == "cannot connect to host a: a fake reaches nowhere ({'speedMiBps': 2}); nothing moved"
-

@@ -11,7 +11,7 @@ import pytest
 
 from controller.api.enums import MigrationFlag, Reason
 from controller.api.status import DomainState
-from controller.backends.base import BackendError, HostConfig, JobPhase, MigrationRequest
+from controller.backends.protocol import BackendError, HostConfig, JobPhase, MigrationRequest
 from controller.backends.test.driver import TestDriver
 from controller.backends.test.world import domain_record
 
@@ -115,7 +115,7 @@ async def test_post_copy_onto_our_definition_shows_one_running_domain_there() ->
 
 WORKER = """
 import asyncio, sys
-from controller.backends.base import HostConfig, MigrationRequest
+from controller.backends.protocol import HostConfig, MigrationRequest
 from controller.backends.test.driver import TestDriver
 from controller.api.enums import MigrationFlag
 
@@ -149,7 +149,7 @@ async def test_concurrent_writers_do_not_lose_updates(tmp_path: Path) -> None:
     uri = f"test://{tmp_path / 'state.json'}"
     code = (
         "import asyncio,sys\n"
-        "from controller.backends.base import HostConfig\n"
+        "from controller.backends.protocol import HostConfig\n"
         "from controller.backends.test.driver import TestDriver\n"
         "async def main():\n"
         "    d = TestDriver()\n"

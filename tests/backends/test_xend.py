@@ -11,7 +11,7 @@ import pytest
 
 from controller.api import DomainMigrationStatus, Phase, Reason
 from controller.api.status import DomainState
-from controller.backends.base import Credentials
+from controller.backends.protocol import Credentials
 from controller.engine import Transition
 from tests.backends.xendlab import SLOW, Engines, XendLab, posts, until, xend_lab
 from tests.engine.conftest import Crash, Recorder, migration

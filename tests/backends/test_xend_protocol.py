@@ -11,7 +11,7 @@ from aiohttp import web
 
 from controller.api.enums import MigrationFlag, Reason
 from controller.api.status import DomainState
-from controller.backends.base import BackendError, Credentials, HostConfig, JobPhase, MigrationRequest
+from controller.backends.protocol import BackendError, Credentials, HostConfig, JobPhase, MigrationRequest
 from controller.backends.xend import sxp as xsxp
 from controller.backends.xend.driver import XendConnection, XendDriver, state_of
 from controller.backends.xend.transport import XendSaidNo, check, parse_uri

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from controller.api import DomainMigration, DomainMigrationStatus
-from controller.backends.base import HostConfig
+from controller.backends.protocol import HostConfig
 from controller.backends.registry import DriverTable
 from controller.backends.xend.driver import XendDriver
-from controller.engine import Engine, Policy, Sink, StaticHosts
+from controller.engine import Engine, RunPolicy, Sink, StaticHosts
 from xendsim import XendHost
 from xendsim.node import RequestRecord
 
@@ -38,7 +38,7 @@ class Engines:
             driver = XendDriver()
             self.drivers.append(driver)
         return Engine(
-            DriverTable({"xend": driver}), StaticHosts(self.host_configs(**a_options)), Policy(poll_interval=POLL)
+            DriverTable({"xend": driver}), StaticHosts(self.host_configs(**a_options)), RunPolicy(poll_interval=POLL)
         )
 
     async def run(self, migration: DomainMigration, sink: Sink | None = None) -> DomainMigrationStatus:

@@ -11,8 +11,8 @@ import yaml
 from lupa import LuaRuntime
 
 from controller.api.crds import all_crds, render
-from controller.api.hosts import HypervisorHost
-from controller.api.policy import MigrationPolicy
+from controller.api.hypervisor_host import HypervisorHost
+from controller.api.migration_policy import MigrationPolicy
 from controller.api.resource import DomainMigration
 from tests.kube.emulator import ApiServer, validate
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from controller.api import DomainMigration, DomainMigrationStatus, Phase, load_migration
-from controller.backends.base import BackendError, HostConfig
+from controller.backends.protocol import BackendError, HostConfig
 from controller.backends.registry import DriverTable
 from controller.backends.test.driver import CAPABILITIES, TestDriver
-from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
+from controller.engine import Controls, Engine, RunPolicy, StaticHosts, Transition
 
 URI = "test:///default"
 
@@ -50,10 +50,10 @@ class Recorder:
 class Lab:
     driver: TestDriver
     hosts: list[HostConfig]
-    policy: Policy
+    policy: RunPolicy
 
     def engine(self, **policy: Any) -> Engine:
-        pol = Policy(**{**self.policy.__dict__, **policy}) if policy else self.policy
+        pol = RunPolicy(**{**self.policy.__dict__, **policy}) if policy else self.policy
         return Engine(DriverTable({"test": self.driver}), StaticHosts(self.hosts), pol)
 
     async def run(
@@ -106,7 +106,7 @@ def make_lab(
             HostConfig("a", "test", URI, options={"domains": domains, "linkMiBps": 1000, **(a or {})}),
             HostConfig("b", "test", URI, options={"linkMiBps": 1000, **(b or {})}),
         ],
-        Policy(**policy),
+        RunPolicy(**policy),
     )
 
 

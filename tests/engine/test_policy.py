@@ -3,7 +3,7 @@
 import pytest
 
 from controller.api import Phase
-from controller.api.policy import MigrationPolicySpec
+from controller.api.migration_policy import MigrationPolicySpec
 from tests.engine.conftest import NarrowDriver, Recorder, make_lab, migration
 
 pytestmark = pytest.mark.looptime

@@ -14,7 +14,7 @@ from pathlib import Path
 from controller.api import DomainMigrationStatus
 from controller.backends.registry import DriverTable
 from controller.cli.documents import load_hosts_file, load_migration_file
-from controller.engine import Engine, Policy, Transition
+from controller.engine import Engine, RunPolicy, Transition
 
 
 async def main(migration: Path, hosts: Path, out: Path) -> None:
@@ -23,7 +23,7 @@ async def main(migration: Path, hosts: Path, out: Path) -> None:
         tmp.write_text(json.dumps(status.dump()))
         os.replace(tmp, out)  # the killer never reads half a file
 
-    engine = Engine(DriverTable(), load_hosts_file(hosts), Policy(poll_interval=0.2))
+    engine = Engine(DriverTable(), load_hosts_file(hosts), RunPolicy(poll_interval=0.2))
     await engine.run(load_migration_file(migration), save)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from controller.api import DomainMigration, DomainMigrationStatus, load_migration
-from controller.backends.base import HostConfig
+from controller.backends.protocol import HostConfig
 from controller.backends.registry import DriverTable
-from controller.engine import Controls, Engine, Policy, StaticHosts, Transition
+from controller.engine import Controls, Engine, RunPolicy, StaticHosts, Transition
 from tests.harness.guest import build_dirtying_disk, dirtying_domain_xml, idle_domain_xml
 from tests.harness.integrity import IntegrityReport, check_domain, pass_counter, wait_for_passes
 from tests.harness.libvirtd import LibvirtHost, LibvirtHosts
@@ -86,12 +86,12 @@ def iteration_at_least(n: int) -> Callable[[DomainMigrationStatus], bool]:
 class Lab:
     hosts: LibvirtHosts
     kvm: bool
-    policy: Policy = field(default_factory=lambda: Policy(poll_interval=0.2, minimum_completion=5.0))
+    policy: RunPolicy = field(default_factory=lambda: RunPolicy(poll_interval=0.2, minimum_completion=5.0))
 
     def engine(self, *, p2p: bool = False, addresses: bool = True, **policy: Any) -> Engine:
         from controller.backends.libvirt.driver import LibvirtDriver
 
-        pol = Policy(**{**self.policy.__dict__, **policy})
+        pol = RunPolicy(**{**self.policy.__dict__, **policy})
         return Engine(
             DriverTable({"libvirt": LibvirtDriver()}),
             StaticHosts(host_configs(self.hosts, p2p=p2p, addresses=addresses)),

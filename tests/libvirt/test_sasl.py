@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from controller.api.enums import Reason
-from controller.backends.base import BackendError, Connection, Credentials, HostConfig
 from controller.backends.libvirt.driver import LibvirtDriver
+from controller.backends.protocol import BackendError, Connection, Credentials, HostConfig
 from tests.harness.libvirtd import SaslLibvirtHost
 from tests.kube.emulator import ApiServer, KopfOperator
 from tests.operator.conftest import CRDS, FAST, HANDLERS, NS, until

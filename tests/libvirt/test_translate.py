@@ -6,7 +6,6 @@ import pytest
 
 from controller.api.enums import MigrationFlag
 from controller.api.status import DomainState
-from controller.backends.base import JobPhase, MigrationRequest
 from controller.backends.libvirt.translate import (
     finished_phase,
     flags_of,
@@ -17,6 +16,7 @@ from controller.backends.libvirt.translate import (
     state_of,
     supported_params,
 )
+from controller.backends.protocol import JobPhase, MigrationRequest
 
 
 def test_flags_are_libvirts_bits() -> None:
@@ -99,7 +99,7 @@ def test_finished_jobs_and_states() -> None:
 
 def test_peer_to_peer_is_a_libvirt_host_option() -> None:
     from controller.api.errors import SpecError
-    from controller.api.hosts import HypervisorHost
+    from controller.api.hypervisor_host import HypervisorHost
     from controller.engine import host_config
 
     doc = {"kind": "HypervisorHost", "metadata": {"name": "a"}, "spec": {"driver": "libvirt", "uri": "qemu:///system"}}
@@ -114,9 +114,9 @@ def test_peer_to_peer_is_a_libvirt_host_option() -> None:
 async def test_unreachable_host_with_credentials_keeps_the_secret_out() -> None:
     pytest.importorskip("libvirt")
     from controller.api.enums import Reason
-    from controller.backends.base import BackendError, Credentials, HostConfig
     from controller.backends.libvirt.driver import LibvirtDriver
     from controller.backends.libvirt.errors import redact
+    from controller.backends.protocol import BackendError, Credentials, HostConfig
 
     secret = "s3cret-pw"
     creds = Credentials({"username": "admin", "password": secret})
@@ -135,8 +135,8 @@ async def test_unreachable_host_with_credentials_keeps_the_secret_out() -> None:
 def test_auth_failures_name_the_host_and_missing_credentials() -> None:
     libvirt = pytest.importorskip("libvirt")
     from controller.api.enums import Reason
-    from controller.backends.base import Credentials, HostConfig
     from controller.backends.libvirt.errors import connect_error
+    from controller.backends.protocol import Credentials, HostConfig
 
     def error(code: int, message: str) -> object:
         exc = libvirt.libvirtError(message)

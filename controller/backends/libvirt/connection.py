@@ -19,8 +19,6 @@ from typing import Any, TypeVar
 import libvirt
 
 from controller.api.enums import Reason
-from controller.backends.base import NO_JOB, BackendError, Connection, DomainInfo, HostConfig, JobInfo, JobPhase
-from controller.backends.base import MigrationRequest as Request
 from controller.backends.libvirt import domains
 from controller.backends.libvirt.errors import backend_error, code_of, redact
 from controller.backends.libvirt.events import Waker
@@ -32,6 +30,8 @@ from controller.backends.libvirt.translate import (
     params_of,
     running_migration,
 )
+from controller.backends.protocol import NO_JOB, BackendError, Connection, DomainInfo, HostConfig, JobInfo, JobPhase
+from controller.backends.protocol import MigrationRequest as Request
 
 T = TypeVar("T")
 Opener = Callable[[HostConfig], Any]  # blocking: a new virConnect to the host
@@ -117,24 +117,26 @@ class LibvirtConnection(Connection):
 
     # -- migration --------------------------------------------------------------------------------
 
-    async def migrate(self, dest: Connection, request: Request) -> None:
-        if not isinstance(dest, LibvirtConnection):
+    async def migrate(self, destination: Connection, request: Request) -> None:
+        if not isinstance(destination, LibvirtConnection):
             raise BackendError("the libvirt driver migrates only to another libvirt host", Reason.NoSupport)
         earlier = self._tasks.get(request.domain)
         if earlier is not None and not earlier.done:
             raise BackendError(f"domain {request.domain!r} is already migrating", Reason.Busy)
         dom = await self._domain(request.domain)
-        params = params_of(request, with_uri=await self._needs_uri(dest, request.hostname))
+        params = params_of(request, with_uri=await self._needs_uri(destination, request.hostname))
         flags = flags_of(request.flags, self.peer_to_peer)
         task = MigrationTask(request.domain, dom.UUIDString())
-        src = await self._call(self._open, self.host, what=f"cannot open a connection to {self.host.name}")
+        source_conn = await self._call(self._open, self.host, what=f"cannot open a connection to {self.host.name}")
         if self.peer_to_peer:
-            call = peer_to_peer_call(src, task.uuid, dest.host.uri, params, flags)
+            call = peer_to_peer_call(source_conn, task.uuid, destination.host.uri, params, flags)
         else:
             try:
-                dst = await self._call(self._open, dest.host, what=f"cannot open a connection to {dest.host.name}")
+                destination_conn = await self._call(
+                    self._open, destination.host, what=f"cannot open a connection to {destination.host.name}"
+                )
             except BackendError:
-                await self._call(src.close)
+                await self._call(source_conn.close)
                 raise
             abort = _quietly(dom.abortJob)
 
@@ -143,14 +145,14 @@ class LibvirtConnection(Connection):
                 # migration can never complete, so stop it now rather than let it run on.
                 if not task.done and task.destination_lost is None:
                     why = _CLOSE_REASONS.get(reason, f"reason {reason}")
-                    task.destination_lost = f"lost the connection to {dest.host.name}'s libvirt daemon ({why})"
+                    task.destination_lost = f"lost the connection to {destination.host.name}'s libvirt daemon ({why})"
                     try:
                         self._pool.submit(abort)
                     except RuntimeError:  # the driver is closing: abort from a thread of our own
                         threading.Thread(target=abort, daemon=True).start()
 
-            await self._call(dst.registerCloseCallback, lost, None)
-            call = managed_call(src, dst, task.uuid, params, flags)
+            await self._call(destination_conn.registerCloseCallback, lost, None)
+            call = managed_call(source_conn, destination_conn, task.uuid, params, flags)
         self._completed.pop(task.uuid, None)
         self._postcopy.discard(task.uuid)
         self._iterations.pop(task.uuid, None)
@@ -160,7 +162,7 @@ class LibvirtConnection(Connection):
         if "downtime" in request.params and not task.done:
             await self._set_downtime(dom, task, int(request.params["downtime"]))
 
-    async def _needs_uri(self, dest: LibvirtConnection, hostname: str) -> bool:
+    async def _needs_uri(self, destination: LibvirtConnection, hostname: str) -> bool:
         """Whether to pass migrate_uri: not when it is just the destination's own host name.
 
         That name is what the engine synthesises when nothing better is known, and libvirt's
@@ -169,7 +171,7 @@ class LibvirtConnection(Connection):
         if "://" in hostname:
             return True
         try:
-            return hostname != await dest.hostname()
+            return hostname != await destination.hostname()
         except BackendError:
             return True
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import libvirt
 
-from controller.backends.base import DomainInfo
 from controller.backends.libvirt.translate import PAUSED, PAUSED_POSTCOPY, state_of
+from controller.backends.protocol import DomainInfo
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 UNDEFINE_FLAGS = (

@@ -10,12 +10,12 @@ from typing import Any
 import libvirt
 
 from controller.api.enums import LIBVIRT_FLAG_BITS
-from controller.backends.base import Capabilities, Connection, Credentials, Driver, HostConfig
 from controller.backends.libvirt.connection import LibvirtConnection
 from controller.backends.libvirt.declaration import DECLARATION
 from controller.backends.libvirt.errors import connect_error
 from controller.backends.libvirt.events import ensure_event_loop
 from controller.backends.libvirt.translate import supported_params
+from controller.backends.protocol import Capabilities, Connection, Credentials, Driver, HostConfig
 
 CAPABILITIES = Capabilities(
     flags=frozenset(LIBVIRT_FLAG_BITS),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import libvirt
 
 from controller.api.enums import Reason
-from controller.backends.base import BackendError, Credentials, HostConfig
+from controller.backends.protocol import BackendError, Credentials, HostConfig
 
 
 def _codes(*names: str) -> frozenset[int]:

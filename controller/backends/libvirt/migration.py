@@ -55,32 +55,32 @@ def _close(conn: Any) -> None:
         conn.close()
 
 
-def managed_call(src: Any, dst: Any, uuid: str, params: dict[str, Any], flags: int) -> Call:
+def managed_call(source_conn: Any, destination_conn: Any, uuid: str, params: dict[str, Any], flags: int) -> Call:
     """This process drives libvirt's protocol between the two daemons (virDomainMigrate3)."""
 
     def call() -> dict[str, Any] | None:
         try:
-            ddom = src.lookupByUUIDString(uuid).migrate3(dst, params, flags)
+            ddom = source_conn.lookupByUUIDString(uuid).migrate3(destination_conn, params, flags)
             try:
                 # The destination keeps the finished job's statistics; the source may have undefined it.
                 return dict(ddom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED))
             except libvirt.libvirtError:
                 return None
         finally:
-            _close(dst)
-            _close(src)
+            _close(destination_conn)
+            _close(source_conn)
 
     return call
 
 
-def peer_to_peer_call(src: Any, uuid: str, dest_uri: str, params: dict[str, Any], flags: int) -> Call:
+def peer_to_peer_call(source_conn: Any, uuid: str, destination_uri: str, params: dict[str, Any], flags: int) -> Call:
     """The source daemon connects to the destination itself (virDomainMigrateToURI3, PEER2PEER)."""
 
     def call() -> dict[str, Any] | None:
         try:
-            src.lookupByUUIDString(uuid).migrateToURI3(dest_uri, params, flags)
+            source_conn.lookupByUUIDString(uuid).migrateToURI3(destination_uri, params, flags)
             return None  # the JOB_COMPLETED event carries the statistics
         finally:
-            _close(src)
+            _close(source_conn)
 
     return call

@@ -13,7 +13,7 @@ from typing import Any
 from controller.api.enums import LIBVIRT_FLAG_BITS, MigrationFlag
 from controller.api.params import SHARED_PARAMS
 from controller.api.status import DomainState
-from controller.backends.base import JobInfo, JobPhase, MigrationRequest
+from controller.backends.protocol import JobInfo, JobPhase, MigrationRequest
 
 PEER2PEER = 1 << 1  # VIR_MIGRATE_PEER2PEER
 

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 from controller.api.enums import MigrationFlag, Reason
 from controller.api.params import SHARED_PARAMS
 from controller.api.status import DomainState
-from controller.backends.base import (
+from controller.backends.protocol import (
     NO_JOB,
     BackendError,
     Capabilities,
@@ -167,15 +167,15 @@ class TestConnection(Connection):
                 return info
         return None
 
-    async def migrate(self, dest: Connection, request: MigrationRequest) -> None:
-        if not isinstance(dest, TestConnection) or dest.world is not self.world:
+    async def migrate(self, destination: Connection, request: MigrationRequest) -> None:
+        if not isinstance(destination, TestConnection) or destination.world is not self.world:
             raise BackendError("the test driver migrates only within one test world", Reason.NoSupport)
         flags = request.flags
         with self.world.txn() as state:
             state["migrateCalls"] = state.get("migrateCalls", 0) + 1
             source = self._host(state)
-            target = dest._host(state)
-            if request.hostname not in (target["hostname"], dest.host.name, dest.host.migration_address):
+            target = destination._host(state)
+            if request.hostname not in (target["hostname"], destination.host.name, destination.host.migration_address):
                 raise BackendError(f"cannot connect to migration address {request.hostname!r}", Reason.HostUnreachable)
             record = source["domains"].get(request.domain)
             if record is None:
@@ -189,7 +189,7 @@ class TestConnection(Connection):
                 raise BackendError(f"domain {request.domain!r} is not running", Reason.InvalidSpec)
             clash = _clash(record, target["domains"], request.target_name)
             if clash:
-                raise BackendError(f"{clash} on {dest.host.name}", Reason.NameClash)
+                raise BackendError(f"{clash} on {destination.host.name}", Reason.NameClash)
             params = request.params
             now = self.world.clock()
             link = min(float(source["linkMiBps"]), float(target["linkMiBps"])) * MiB
@@ -214,7 +214,7 @@ class TestConnection(Connection):
                 plan.fail_at, plan.fail_side = float(faults[1]), "source"
             job: dict[str, Any] = {
                 "source": self.host.name,
-                "destination": dest.host.name,
+                "destination": destination.host.name,
                 "domain": request.domain,
                 "target": request.target_name,
                 "flags": sorted(flags),

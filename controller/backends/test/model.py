@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from controller.api.spec import Side
+
 MiB = 1024 * 1024
 DEFAULT_DOWNTIME_S = 0.3  # QEMU's downtime-limit default
 POSTCOPY_SWITCH_S = 0.01  # device state only
@@ -24,7 +26,6 @@ EPSILON = 1e-6
 MAX_STEPS = 200_000
 
 Outcome = Literal["active", "postcopy", "completed", "failed", "cancelled"]
-Side = Literal["source", "destination"]
 
 
 @dataclass
@@ -127,8 +128,8 @@ def _evaluate(plan: Plan, now: float) -> Snapshot:
         return min(wanted, plan.link_bps) if wanted > 0 else plan.link_bps
 
     def dirty_rate(at: float) -> float:
-        guest_runs_here = plan.live and mode == "precopy"
-        if not guest_runs_here or (plan.suspended_at is not None and plan.suspended_at <= at + EPSILON):
+        guest_runs_on_source = plan.live and mode == "precopy"
+        if not guest_runs_on_source or (plan.suspended_at is not None and plan.suspended_at <= at + EPSILON):
             return 0.0
         return plan.dirty_bps * (1.0 - throttle)
 

@@ -13,8 +13,8 @@ class TestDomain(Model):
     __test__ = False  # not a pytest class
     name: str = Field(min_length=1)
     uuid: str | None = None
-    memory_mi_b: Annotated[StrictInt, Field(ge=1)] = 1024
-    dirty_rate_mi_bps: Annotated[StrictFloat, Field(ge=0)] = 0.0
+    memory_mib: Annotated[StrictInt, Field(ge=1)] = Field(1024, alias="memoryMiB")
+    dirty_rate_mibps: Annotated[StrictFloat, Field(ge=0)] = Field(0.0, alias="dirtyRateMiBps")
     running: StrictBool = True
     persistent: StrictBool = True
 
@@ -31,6 +31,6 @@ class TestHostFaults(Model):
 class TestHostSpec(Model):
     __test__ = False
     domains: list[TestDomain] = Field(default_factory=list)
-    link_mi_bps: Annotated[StrictFloat, Field(gt=0)] = 1000.0
+    link_mibps: Annotated[StrictFloat, Field(gt=0)] = Field(1000.0, alias="linkMiBps")
     hostname: str | None = None
     faults: TestHostFaults = Field(default_factory=TestHostFaults)

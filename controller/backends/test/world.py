@@ -104,7 +104,7 @@ def settle(state: State, now: float) -> None:
 
 def _finish(state: State, job: dict[str, Any], snap: Snapshot) -> None:
     source = state["hosts"][job["source"]]["domains"]
-    dest = state["hosts"][job["destination"]]["domains"]
+    destination = state["hosts"][job["destination"]]["domains"]
     record = source.get(job["domain"])
     flags = set(job["flags"])
     job.update(settled=True, outcome=snap.outcome, finishedAt=snap.time)
@@ -112,11 +112,11 @@ def _finish(state: State, job: dict[str, Any], snap: Snapshot) -> None:
         return
     if snap.outcome == "completed":
         # Arriving on its own shut-off definition, the domain keeps it: libvirt swaps only the live state.
-        kept = dest.get(job["target"])
+        kept = destination.get(job["target"])
         defined = kept is not None and kept["uuid"] == record["uuid"] and kept["persistent"]
         moved = dict(record, name=job["target"], persistent="persistDest" in flags or job["offline"] or defined)
         moved["state"] = "shutoff" if job["offline"] else ("paused" if "paused" in flags else "running")
-        dest[job["target"]] = moved
+        destination[job["target"]] = moved
         if "undefineSource" in flags or not record["persistent"]:
             del source[job["domain"]]
         else:

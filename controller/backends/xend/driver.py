@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Literal
 
 from controller.api.enums import MigrationFlag, Reason
+from controller.api.spec import Side
 from controller.api.status import DomainState
-from controller.backends.base import (
+from controller.backends.protocol import (
     NO_JOB,
     BackendError,
     Capabilities,
@@ -133,7 +133,7 @@ def domain_info(record: sxp.Sxp) -> DomainInfo | None:
     )
 
 
-def failed_side(message: str) -> Literal["source", "destination"] | None:
+def failed_side(message: str) -> Side | None:
     """Which host failed, when xend's message says so."""
     lowered = message.lower()
     if "can't connect" in lowered or "refused by" in lowered or "not enough memory" in lowered:
@@ -264,7 +264,7 @@ class XendConnection(Connection):
     def _key(self, domain: str) -> JobKey:
         return self.client.endpoint.key, domain
 
-    async def migrate(self, dest: Connection, request: MigrationRequest) -> None:
+    async def migrate(self, destination: Connection, request: MigrationRequest) -> None:
         problem = refusal(request)
         if problem:
             raise BackendError(problem, Reason.NoSupport)

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from controller.api.enums import Reason
-from controller.backends.base import BackendError, Credentials
+from controller.backends.protocol import BackendError, Credentials
 from controller.backends.xend import sxp
 
 DEFAULT_PORT = 8000

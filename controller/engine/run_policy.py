@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from controller.api.enums import MigrationFlag
-from controller.api.policy import MigrationPolicySpec
+from controller.api.migration_policy import MigrationPolicySpec
 from controller.api.spec import Timeouts
 
 
@@ -16,7 +16,7 @@ class OnTimeout(StrEnum):
 
 
 @dataclass(frozen=True)
-class Policy:
+class RunPolicy:
     poll_interval: float = 0.5
     # KubeVirt's defaults: 150 s per GiB of guest memory; 150 s with no progress.
     completion_per_gib: float = 150.0
@@ -30,7 +30,7 @@ class Policy:
     soft_flags: frozenset[MigrationFlag] = frozenset()
     default_params: Mapping[str, int] = field(default_factory=dict)
 
-    def with_migration_policy(self, policy: MigrationPolicySpec | None) -> "Policy":
+    def with_migration_policy(self, policy: MigrationPolicySpec | None) -> "RunPolicy":
         if policy is None:
             return self
         flags = set()
@@ -45,17 +45,17 @@ class Policy:
             params["downtime"] = policy.max_downtime_ms
         return replace(
             self,
-            completion_per_gib=float(policy.completion_timeout_per_gi_b or self.completion_per_gib),
+            completion_per_gib=float(policy.completion_timeout_per_gib or self.completion_per_gib),
             progress_timeout=float(policy.progress_timeout or self.progress_timeout),
             on_timeout=OnTimeout(policy.on_timeout) if policy.on_timeout else self.on_timeout,
             soft_flags=frozenset(flags),
             default_params=params,
         )
 
-    def with_timeouts(self, timeouts: Timeouts) -> "Policy":
+    def with_timeouts(self, timeouts: Timeouts) -> "RunPolicy":
         return replace(
             self,
-            completion_per_gib=float(timeouts.completion_per_gi_b or self.completion_per_gib),
+            completion_per_gib=float(timeouts.completion_per_gib or self.completion_per_gib),
             progress_timeout=float(timeouts.progress or self.progress_timeout),
         )
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from controller.api.enums import Reason
 from controller.api.errors import SpecError
-from controller.api.hosts import HostLimits, HypervisorHost, HypervisorHostStatus
-from controller.backends.base import Credentials, HostConfig
-from controller.engine.hosts import host_config
+from controller.api.hypervisor_host import HostLimits, HypervisorHost, HypervisorHostStatus
+from controller.backends.protocol import Credentials, HostConfig
+from controller.engine.host_directory import host_config
 from controller.operator.kube import Kube
 
 HostIndex = Mapping[str, Any]  # kopf.Index[str, dict]: name -> store of one HypervisorHost body

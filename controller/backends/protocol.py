@@ -10,9 +10,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from controller.api.enums import MigrationFlag, Reason
+from controller.api.spec import Side
 from controller.api.status import DomainState
 
 
@@ -106,7 +107,7 @@ class JobInfo:
     downtime_ms: int | None = None
     elapsed_ms: int | None = None
     error: str | None = None
-    failed_side: Literal["source", "destination"] | None = None
+    failed_side: Side | None = None
     postcopy: bool = False  # the guest already runs on the destination
 
 
@@ -144,7 +145,7 @@ class Connection(ABC):
     async def lookup(self, name_or_uuid: str) -> DomainInfo | None: ...
 
     @abstractmethod
-    async def migrate(self, dest: Connection, request: MigrationRequest) -> None:
+    async def migrate(self, destination: Connection, request: MigrationRequest) -> None:
         """Start migrating; return once the job runs (or has already finished)."""
 
     @abstractmethod

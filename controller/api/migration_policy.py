@@ -23,7 +23,7 @@ class MigrationPolicySpec(Model):
     selectors: PolicySelectors = Field(default_factory=PolicySelectors)
     bandwidth_per_migration: Annotated[StrictInt, Field(ge=0)] | None = None  # MiB/s
     max_downtime_ms: Annotated[StrictInt, Field(ge=1)] | None = None
-    completion_timeout_per_gi_b: Annotated[StrictInt, Field(ge=1)] | None = None
+    completion_timeout_per_gib: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="completionTimeoutPerGiB")
     progress_timeout: Annotated[StrictInt, Field(ge=1)] | None = None
     allow_auto_converge: StrictBool | None = None
     allow_post_copy: StrictBool | None = None

@@ -8,11 +8,11 @@ migration was already started, so the migrate call is issued at most once.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 from controller.api.enums import MigrationFlag, Phase, Reason
+from controller.api.spec import SIDES, Side
 from controller.api.status import DomainState, Endpoint, timestamp
-from controller.backends.base import (
+from controller.backends.protocol import (
     BackendError,
     Connection,
     DomainInfo,
@@ -35,20 +35,22 @@ async def validate(run: Run) -> Phase:
     for field, name in (("source", spec.source), ("destination", spec.destination)):
         if hosts.find(name) is None:
             raise fail(Reason.InvalidSpec, f"spec.{field}: no host named {name!r} is known")
-    run.source_host, run.dest_host = hosts.find(spec.source), hosts.find(spec.destination)
-    source, dest = run.source_host, run.dest_host
-    assert source is not None and dest is not None
+    for side in SIDES:
+        found_host = hosts.find(getattr(spec, side))
+        assert found_host is not None
+        run.hosts_of[side] = found_host
+    source, destination = run.host("source"), run.host("destination")
     source_driver = _driver(drivers, source)
-    problem = different_drivers(source.name, source.driver, dest.name, dest.driver)
+    problem = different_drivers(source.name, source.driver, destination.name, destination.driver)
     if problem:
         raise fail(Reason.NoSupport, problem)
-    dest_driver = _driver(drivers, dest)
+    destination_driver = _driver(drivers, destination)
     run.capabilities = source_driver.capabilities
-    sides = [("source", source_driver), ("destination", dest_driver)]
+    sides = [("source", source_driver), ("destination", destination_driver)]
     found = unsupported_by_either(spec, [(side, d.name, d.capabilities) for side, d in sides])
     if found:
         raise fail(Reason.NoSupport, found[0][2])
-    adopt_policy(run)
+    take_policy_defaults(run)
     return Phase.Preparing
 
 
@@ -59,7 +61,7 @@ def _driver(drivers: DriverTable, host: HostConfig) -> Driver:
         raise failure(exc, "", Reason.NoSupport) from None
 
 
-def adopt_policy(run: Run) -> None:
+def take_policy_defaults(run: Run) -> None:
     """Take what the MigrationPolicy offers that this driver can do and the spec left open."""
     caps, policy = run.caps, run.policy
     offline = MigrationFlag.offline in run.spec.flags
@@ -71,20 +73,18 @@ def adopt_policy(run: Run) -> None:
 
 async def connect(run: Run, drivers: DriverTable) -> None:
     """Open both connections; a host we cannot reach is HostUnreachable, whatever the phase."""
-    for which in ("source", "dest"):
-        host = run.source_host if which == "source" else run.dest_host
-        assert host is not None
-        if getattr(run, which) is not None:
-            continue
-        setattr(run, which, await ask(_open(drivers, host), f"cannot connect to host {host.name}"))
+    for side in SIDES:
+        host = run.host(side)
+        if side not in run.connections:
+            run.connections[side] = await ask(_open(drivers, host), f"cannot connect to host {host.name}")
 
 
 async def _open(drivers: DriverTable, host: HostConfig) -> Connection:
     return await drivers.get(host.driver).connect(host)  # inside the ask: no such driver is a failure too
 
 
-async def _lookup(run: Run, side: str, name: str) -> DomainInfo | None:
-    conn = run.src if side == "source" else run.dst
+async def _lookup(run: Run, side: Side, name: str) -> DomainInfo | None:
+    conn = run.connection(side)
     return await ask(conn.lookup(name), f"{side} host {conn.host.name}")
 
 
@@ -92,74 +92,88 @@ def _active(info: DomainInfo | None) -> bool:
     return info is not None and info.state in (DomainState.running, DomainState.paused)
 
 
-def _arrived(run: Run, there: DomainInfo) -> Outcome:
+def _arrived(run: Run, at_destination: DomainInfo) -> Outcome:
     assert run.status.target is not None
-    run.status.target.uuid = there.uuid
+    run.status.target.uuid = at_destination.uuid
     return Outcome(
         Phase.Succeeded,
         Reason.AlreadyAtDestination,
-        f"{there.name} is already {there.state.value} on {run.spec.destination} and not on {run.spec.source};"
+        f"{at_destination.name} is already {at_destination.state.value} on {run.spec.destination}"
+        f" and not on {run.spec.source};"
         " nothing moved",
     )
 
 
-def _same_domain(here: DomainInfo, there: DomainInfo) -> bool:
-    return bool(here.uuid) and here.uuid.lower() == there.uuid.lower()
+def _same_domain(at_source: DomainInfo, at_destination: DomainInfo) -> bool:
+    return bool(at_source.uuid) and at_source.uuid.lower() == at_destination.uuid.lower()
 
 
-def _clash(run: Run, here: DomainInfo, there: DomainInfo) -> Outcome:
-    other = "" if _same_domain(here, there) else f": a different domain (uuid {there.uuid}, not {here.uuid})"
+def _clash(run: Run, at_source: DomainInfo, at_destination: DomainInfo) -> Outcome:
+    other = (
+        ""
+        if _same_domain(at_source, at_destination)
+        else f": a different domain (uuid {at_destination.uuid}, not {at_source.uuid})"
+    )
     return fail(
         Reason.NameClash,
-        f"a domain named {there.name} already exists on {run.spec.destination} ({there.state.value}){other};"
+        f"a domain named {at_destination.name} already exists on {run.spec.destination}"
+        f" ({at_destination.state.value}){other};"
         " set dname to migrate under another name",
     )
 
 
-def _check_live(run: Run, here: DomainInfo | None, there: DomainInfo | None) -> None:
-    """A migration is a desired state: already there and gone from here is success."""
-    if not _active(here):
-        if there is not None and _active(there):
-            raise _arrived(run, there)
-        if here is not None:
+def _check_live(run: Run, at_source: DomainInfo | None, at_destination: DomainInfo | None) -> None:
+    """A migration is a desired state: already at the destination and gone from the source is success."""
+    if not _active(at_source):
+        if at_destination is not None and _active(at_destination):
+            raise _arrived(run, at_destination)
+        if at_source is not None:
             raise fail(
                 Reason.InvalidSpec,
-                f"domain {here.name} is {here.state.value} on {run.spec.source}: only a running domain migrates"
+                f"domain {at_source.name} is {at_source.state.value} on {run.spec.source}:"
+                " only a running domain migrates"
                 " live (flags offline and persistDest move a shut-off domain's definition)",
             )
         raise fail(Reason.DomainNotFound, f"no domain {run.spec.domain} on {run.spec.source} or {run.spec.destination}")
-    assert here is not None
+    assert at_source is not None
     # A shut-off definition with our UUID is this domain's own, left by an earlier migration
     # without undefineSource: libvirt (and xend) run the incoming domain on it, so the way back works.
-    if there is not None and not (there.state is DomainState.shutoff and _same_domain(here, there)):
-        raise _clash(run, here, there)
+    if at_destination is not None and not (
+        at_destination.state is DomainState.shutoff and _same_domain(at_source, at_destination)
+    ):
+        raise _clash(run, at_source, at_destination)
 
 
-def _check_offline(run: Run, here: DomainInfo | None, there: DomainInfo | None) -> None:
-    if here is None:
-        if there is not None:
-            raise _arrived(run, there)
+def _check_offline(run: Run, at_source: DomainInfo | None, at_destination: DomainInfo | None) -> None:
+    if at_source is None:
+        if at_destination is not None:
+            raise _arrived(run, at_destination)
         raise fail(Reason.DomainNotFound, f"no domain {run.spec.domain} on {run.spec.source} or {run.spec.destination}")
-    if _active(here):
+    if _active(at_source):
         raise fail(
             Reason.InvalidSpec,
-            f"domain {here.name} is {here.state.value}: an offline migration moves a shut-off domain's definition",
+            f"domain {at_source.name} is {at_source.state.value}:"
+            " an offline migration moves a shut-off domain's definition",
         )
-    if there is not None:
-        raise _arrived(run, there) if _same_domain(here, there) else _clash(run, here, there)
+    if at_destination is not None:
+        raise (
+            _arrived(run, at_destination)
+            if _same_domain(at_source, at_destination)
+            else _clash(run, at_source, at_destination)
+        )
 
 
-async def _no_twin(run: Run, here: DomainInfo, target_name: str) -> None:
+async def _no_twin(run: Run, at_source: DomainInfo, target_name: str) -> None:
     """One UUID is one domain: a destination that defines ours under another name refuses the
     incoming one (libvirt: "domain ... is already defined with uuid"), so say so before starting."""
-    twin = await _lookup(run, "destination", here.uuid) if here.uuid else None
-    if twin is None or twin.name == target_name or not _same_domain(here, twin):
+    twin = await _lookup(run, "destination", at_source.uuid) if at_source.uuid else None
+    if twin is None or twin.name == target_name or not _same_domain(at_source, twin):
         return
     shutoff = twin.state is DomainState.shutoff
     hint = f"; migrate it as {twin.name} (dname: {twin.name}) to run it on that definition" if shutoff else ""
     raise fail(
         Reason.NameClash,
-        f"{run.spec.destination} already defines this domain (uuid {here.uuid}) as {twin.name}"
+        f"{run.spec.destination} already defines this domain (uuid {at_source.uuid}) as {twin.name}"
         f" ({twin.state.value}){hint}",
     )
 
@@ -167,37 +181,37 @@ async def _no_twin(run: Run, here: DomainInfo, target_name: str) -> None:
 async def prepare(run: Run) -> Phase:
     spec = run.spec
     offline = run.has(MigrationFlag.offline)
-    here = await _lookup(run, "source", spec.domain)
-    name = here.name if here else spec.domain
+    at_source = await _lookup(run, "source", spec.domain)
+    name = at_source.name if at_source else spec.domain
     target_name = spec.dname or name
-    there = await _lookup(run, "destination", target_name)
-    if there is None and here is None and spec.dname is None:
-        there = await _lookup(run, "destination", spec.domain)  # the spec may name it by UUID
+    at_destination = await _lookup(run, "destination", target_name)
+    if at_destination is None and at_source is None and spec.dname is None:
+        at_destination = await _lookup(run, "destination", spec.domain)  # the spec may name it by UUID
     run.status.source = Endpoint(
         host=spec.source,
         domain=name,
-        uuid=here.uuid if here else None,
-        state=here.state if here else DomainState.absent,
+        uuid=at_source.uuid if at_source else None,
+        state=at_source.state if at_source else DomainState.absent,
     )
     run.status.target = Endpoint(
-        host=spec.destination, domain=target_name, state=there.state if there else DomainState.absent
+        host=spec.destination, domain=target_name, state=at_destination.state if at_destination else DomainState.absent
     )
     if offline:
-        _check_offline(run, here, there)
+        _check_offline(run, at_source, at_destination)
     else:
-        if here is None and there is not None and there.state is DomainState.paused:
+        if at_source is None and at_destination is not None and at_destination.state is DomainState.paused:
             await _not_in_flight(run)
-        _check_live(run, here, there)
-    assert here is not None
-    if there is None:
-        await _no_twin(run, here, target_name)
-    run.memory_bytes = here.memory_bytes
+        _check_live(run, at_source, at_destination)
+    assert at_source is not None
+    if at_destination is None:
+        await _no_twin(run, at_source, target_name)
+    run.memory_bytes = at_source.memory_bytes
     run.status.target.hostname = await _hostname(run)
     return Phase.Migrating
 
 
 async def _not_in_flight(run: Run) -> None:
-    """Paused there and gone from here may be a migration still under way (xend shows the incoming
+    """Paused at the destination and gone from the source may be a migration still under way (xend shows the incoming
     domain early, paused, and renames the leaving one): somebody else's, not an arrival."""
     job = await _job(run)
     if job.phase in (JobPhase.active, JobPhase.postcopy):
@@ -208,10 +222,10 @@ async def _hostname(run: Run) -> str:
     """The 2007 proposal: use the caller's hostname, else synthesise one from the destination."""
     if run.spec.hostname:
         return run.spec.hostname
-    assert run.dest_host is not None
-    if run.dest_host.migration_address:
-        return run.dest_host.migration_address
-    return await ask(run.dst.hostname(), "cannot get the destination's host name")
+    destination = run.host("destination")
+    if destination.migration_address:
+        return destination.migration_address
+    return await ask(run.destination.hostname(), "cannot get the destination's host name")
 
 
 def request_of(run: Run) -> MigrationRequest:
@@ -245,7 +259,7 @@ async def migrate(run: Run) -> Phase:
 
 
 async def _job(run: Run) -> JobInfo:
-    return await ask(run.src.job(run.source_name), f"source host {run.spec.source}")
+    return await ask(run.source.job(run.source_name), f"source host {run.spec.source}")
 
 
 async def _start(run: Run) -> None:
@@ -254,13 +268,13 @@ async def _start(run: Run) -> None:
     # The marker is saved before the call: after a crash, it tells the next run to look, not to call again.
     run.status.migration_start_time = timestamp()
     await run.report()
-    await ask(run.src.migrate(run.dst, request_of(run)), "the migration did not start", Reason.SourceFailed)
+    await ask(run.source.migrate(run.destination, request_of(run)), "the migration did not start", Reason.SourceFailed)
 
 
 async def _decide_without_job(run: Run) -> None:
     """A driver with no job history: the hosts' views are all that tells what happened."""
-    there = await _lookup(run, "destination", run.target_name)
-    if _active(there):
+    at_destination = await _lookup(run, "destination", run.target_name)
+    if _active(at_destination):
         return  # paused may be an incoming domain not yet resumed: Verifying waits for it to run
     raise fail(
         Reason.SourceFailed,
@@ -269,10 +283,10 @@ async def _decide_without_job(run: Run) -> None:
     )
 
 
-async def _patient_lookup(run: Run, side: Literal["source", "dest"], name: str, deadline: float) -> DomainInfo | None:
+async def _patient_lookup(run: Run, side: Side, name: str, deadline: float) -> DomainInfo | None:
     """A lookup that rides out a host that briefly stops answering (a daemon restart, a blip)."""
     while True:
-        conn = run.src if side == "source" else run.dst
+        conn = run.connection(side)
         try:
             return await conn.lookup(name)
         except BackendError as exc:
@@ -290,34 +304,34 @@ async def verify(run: Run) -> Phase:
     if run.has(MigrationFlag.offline):
         want = {DomainState.shutoff, DomainState.running, DomainState.paused}
     deadline = asyncio.get_running_loop().time() + run.policy.verify_timeout
-    there = await _patient_lookup(run, "dest", run.target_name, deadline)
-    while there is None or there.state not in want:
+    at_destination = await _patient_lookup(run, "destination", run.target_name, deadline)
+    while at_destination is None or at_destination.state not in want:
         if asyncio.get_running_loop().time() > deadline:
-            state = there.state.value if there else "absent"
+            state = at_destination.state.value if at_destination else "absent"
             raise fail(
                 Reason.TargetFailed,
                 f"the migration finished but {run.target_name} is {state} on {run.spec.destination}",
             )
         await asyncio.sleep(run.policy.poll_interval)
-        there = await _patient_lookup(run, "dest", run.target_name, deadline)
-    here = await _patient_lookup(run, "source", run.source_name, deadline)
+        at_destination = await _patient_lookup(run, "destination", run.target_name, deadline)
+    at_source = await _patient_lookup(run, "source", run.source_name, deadline)
     if (
-        here is not None
-        and here.state in (DomainState.running, DomainState.paused)
+        at_source is not None
+        and at_source.state in (DomainState.running, DomainState.paused)
         and not run.has(MigrationFlag.offline)
     ):
         raise fail(Reason.SourceFailed, f"{run.source_name} still runs on {run.spec.source} after the migration")
-    if here is not None and run.has(MigrationFlag.undefineSource):
+    if at_source is not None and run.has(MigrationFlag.undefineSource):
         try:
-            await run.src.undefine(run.source_name)
+            await run.source.undefine(run.source_name)
         except BackendError as exc:
             # The domain has moved: whatever the source says, what failed is its clean-up there.
             raise fail(
                 Reason.SourceFailed, f"migrated, but undefining {run.source_name} on the source failed: {exc}"
             ) from None
-        here = None
+        at_source = None
     assert run.status.target is not None and run.status.source is not None
-    run.status.target.state, run.status.target.uuid = there.state, there.uuid
-    run.status.source.state = here.state if here else DomainState.absent
+    run.status.target.state, run.status.target.uuid = at_destination.state, at_destination.uuid
+    run.status.source.state = at_source.state if at_source else DomainState.absent
     where = f"{run.target_name} runs on {run.spec.destination}"
     raise Outcome(Phase.Succeeded, Reason.Completed, f"migrated: {where}")

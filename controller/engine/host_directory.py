@@ -3,8 +3,8 @@
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from controller.api.hosts import HypervisorHost
-from controller.backends.base import Credentials, HostConfig
+from controller.api.hypervisor_host import HypervisorHost
+from controller.backends.protocol import Credentials, HostConfig
 
 
 class HostDirectory(Protocol):
