@@ -21,10 +21,14 @@ def cmd_operator(args: argparse.Namespace) -> int:
     if args.webhook_listen:
         os.environ["DOMIG_WEBHOOK_LISTEN"] = args.webhook_listen  # read by the handlers' configuration
     # After the line above: the handlers read their configuration from the environment at import.
-    import controller.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+    import controller.operator.handlers
 
     logs.configure(args.log_format, verbose=args.verbose)
-    scope = Scope(namespaces=tuple(args.namespace or ()), peering=None if args.standalone else args.peering)
+    scope = Scope(
+        namespaces=tuple(args.namespace or ()),
+        peering=None if args.standalone else args.peering,
+        webhook=bool(controller.operator.handlers.CONFIG.webhook_listen),
+    )
     try:
         check(Kube.from_environment().client, scope)
     except StartupError as exc:

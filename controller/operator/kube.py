@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -13,7 +12,6 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.api.resource import GROUP, VERSION
 from controller.kubeclient import api_client
-from controller.operator.certificates import KeyPair
 
 
 class Kube:
@@ -49,31 +47,6 @@ class Kube:
                 return None
             raise
         return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
-
-    async def keypair(self, name: str, namespace: str, make: Callable[[], KeyPair]) -> KeyPair:
-        """A TLS Secret shared by the replicas: read it, or make it if no replica has yet."""
-        for _ in range(2):
-            data = await self.secret(name, namespace)
-            if data and data.get("tls.crt") and data.get("tls.key"):
-                return KeyPair(cert=data["tls.crt"].encode(), key=data["tls.key"].encode())
-            pair = make()
-            body: dict[str, Any] = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "kubernetes.io/tls",
-                "metadata": {"name": name, "namespace": namespace},
-                "data": {
-                    "tls.crt": base64.b64encode(pair.cert).decode(),
-                    "tls.key": base64.b64encode(pair.key).decode(),
-                },
-            }
-            try:
-                await asyncio.to_thread(self.core.create_namespaced_secret, namespace, body)  # type: ignore[arg-type]
-                return pair
-            except ApiException as exc:
-                if exc.status != 409:  # 409: another replica made it first; read theirs
-                    raise
-        raise RuntimeError(f"the Secret {namespace}/{name} exists but holds no tls.crt/tls.key")
 
 
 def in_kopf_terms(exc: ApiException, what: str) -> kopf.PermanentError | kopf.TemporaryError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ class Scope:
 
     namespaces: tuple[str, ...] = ()  # empty: cluster-wide
     peering: str | None = "domig"  # None: --standalone
+    webhook: bool = False  # serves the admission webhook, so registers its configuration
 
     @property
     def clusterwide(self) -> bool:
@@ -140,7 +140,7 @@ def _peering_resource(client: kubernetes.client.ApiClient, scope: Scope) -> tupl
 
 def _check_permissions(client: kubernetes.client.ApiClient, scope: Scope, peering: tuple[str, str, str] | None) -> None:
     needed = list(PERMISSIONS)
-    if os.environ.get("DOMIG_WEBHOOK_LISTEN"):
+    if scope.webhook:
         why = "the admission webhook could not be registered (manifests/webhook.yaml)"
         needed += _both(("create", "patch"), "validatingwebhookconfigurations", "admissionregistration.k8s.io", why=why)
     if peering is not None:

@@ -6,11 +6,15 @@ at it (its "managed" mode), with the CA bundle of the certificate made here.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from controller.operator.certificates import KeyPair, self_signed
 from controller.operator.kube import Kube
@@ -58,7 +62,7 @@ async def cluster_server(listen: str, service: str, kube: Kube) -> kopf.WebhookS
     namespace, name, service_port = parse_service(service)
     addr, port = split_listen(listen)
     names = [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local", f"{name}.{namespace}", name]
-    pair = await kube.keypair(SECRET, namespace, lambda: self_signed(names))
+    pair = await keypair(kube, SECRET, namespace, lambda: self_signed(names))
     cert, key = pair.write(Path(tempfile.mkdtemp(prefix="domig-webhook-")))
     return ServiceWebhookServer(
         namespace=namespace,
@@ -69,6 +73,32 @@ async def cluster_server(listen: str, service: str, kube: Kube) -> kopf.WebhookS
         certfile=str(cert),
         pkeyfile=str(key),
     )
+
+
+async def keypair(kube: Kube, name: str, namespace: str, make: Callable[[], KeyPair]) -> KeyPair:
+    """A TLS Secret shared by the replicas: read it, or make it if no replica has yet."""
+    for _ in range(2):
+        data = await kube.secret(name, namespace)
+        if data and data.get("tls.crt") and data.get("tls.key"):
+            return KeyPair(cert=data["tls.crt"].encode(), key=data["tls.key"].encode())
+        pair = make()
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {
+                "tls.crt": base64.b64encode(pair.cert).decode(),
+                "tls.key": base64.b64encode(pair.key).decode(),
+            },
+        }
+        try:
+            await asyncio.to_thread(kube.core.create_namespaced_secret, namespace, body)  # type: ignore[arg-type]
+            return pair
+        except ApiException as exc:
+            if exc.status != 409:  # 409: another replica made it first; read theirs
+                raise
+    raise RuntimeError(f"the Secret {namespace}/{name} exists but holds no tls.crt/tls.key")
 
 
 __all__ = ["CONFIGURATION", "KeyPair", "ServiceWebhookServer", "cluster_server", "local_server"]

@@ -113,6 +113,19 @@ async def test_two_replicas_at_once_one_creates_the_other_finds_it(
     assert len(kube.list_objects("clusterkopfpeerings")) == 1
 
 
+@pytest.mark.parametrize("webhook", [True, False])
+async def test_the_webhook_configuration_permission_is_asked_only_when_it_serves_the_webhook(
+    kube: ApiServer, client: Kube, caplog: pytest.LogCaptureFixture, webhook: bool
+) -> None:
+    kube.access.deny("patch", "validatingwebhookconfigurations", group="admissionregistration.k8s.io")
+    with caplog.at_level(logging.INFO, logger="domig.startup"):
+        await asyncio.to_thread(check, client.client, Scope(webhook=webhook))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    named = [w for w in warnings if "patch validatingwebhookconfigurations.admissionregistration.k8s.io" in w]
+    assert len(named) == (1 if webhook else 0), warnings
+    assert all("admission webhook could not be registered" in w for w in named)
+
+
 async def test_a_peering_object_it_may_not_create_stops_it_naming_the_rule(kube: ApiServer, client: Kube) -> None:
     kube[kmock.action.CREATE, PEERINGS] << 403
     with pytest.raises(StartupError) as info:
