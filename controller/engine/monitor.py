@@ -87,7 +87,7 @@ async def _lost_contact(run: Run, watch: Watch, exc: BackendError) -> None:
         raise fail(
             Reason.HostUnreachable,
             f"no answer from {run.spec.source} for {limit:.0f} s ({exc}): the migration may still be running "
-            "at_destination, so where the domain is cannot be known until the host answers",
+            "there, so where the domain is cannot be known until the host answers",
         )
     await asyncio.sleep(run.policy.poll_interval)
     await reconnect(run, "source")

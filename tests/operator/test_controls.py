@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from tests.kube.emulator import ApiServer, KopfOperator
 from tests.operator.conftest import NS, events_for, host, migration, until, wait_phase, where
 
@@ -71,10 +74,27 @@ async def test_other_spec_changes_are_refused_with_a_condition(
         return any(c["type"] == "SpecChangeRefused" and c["status"] == "True" for c in conditions)
 
     await until(refused)
+    refusal = condition(kube, "m", "SpecChangeRefused")
+    sent = progress_sent(kube, "m")
+    # Progress patches go on for longer than the timestamp's one-second resolution.
+    await asyncio.sleep(1.5)
+    await until(lambda: progress_sent(kube, "m") != sent)
     done = await wait_phase(kube, "m", {"Succeeded", "Failed", "Aborted"}, within=40)
     assert done["status"]["phase"] == "Succeeded" and done["status"]["target"]["host"] == "host-b"
     message = next(c for c in done["status"]["conditions"] if c["type"] == "SpecChangeRefused")["message"]
     assert "changed: destination" in message and "create a new DomainMigration" in message
+    # The condition did not flip again, so its transition time stays where the refusal put it.
+    assert condition(kube, "m", "SpecChangeRefused")["lastTransitionTime"] == refusal["lastTransitionTime"]
+
+
+def condition(kube: ApiServer, name: str, kind: str) -> dict[str, Any]:
+    conditions = (kube.read("domainmigrations", name, NS) or {}).get("status", {}).get("conditions", [])
+    return next(c for c in conditions if c["type"] == kind)
+
+
+def progress_sent(kube: ApiServer, name: str) -> object:
+    status = (kube.read("domainmigrations", name, NS) or {}).get("status", {})
+    return (status.get("progress") or {}).get("dataProcessedBytes")
 
 
 async def test_a_change_to_a_finished_migration_is_refused_too(
