@@ -56,6 +56,8 @@ class Reason(StrEnum):
     Busy = "Busy"
     Timeout = "Timeout"
     Stalled = "Stalled"
+    NotConverging = "NotConverging"  # the convergence schedule's abort step
+    PolicyForbids = "PolicyForbids"
     Aborted = "Aborted"
     TargetFailed = "TargetFailed"
     SourceFailed = "SourceFailed"

@@ -1,4 +1,4 @@
-"""What may change in a DomainMigration's spec once it has started: abort and live tuning only."""
+"""What may change in a DomainMigration's spec once it has started: abort, forceComplete and live tuning."""
 
 from typing import Any
 
@@ -14,7 +14,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-MUTABLE = {"abort", *(f"params.{name}" for name in LIVE_TUNABLE)}
+MUTABLE = {"abort", "forceComplete", *(f"params.{name}" for name in LIVE_TUNABLE)}
 
 
 def refused_changes(accepted: dict[str, Any], live: dict[str, Any]) -> list[str]:

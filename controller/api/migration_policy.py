@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, StrictInt
 
 from controller.api.base import Model
+from controller.api.convergence import MAX_STEPS, ConvergenceStep
+from controller.api.permissions import forbidden_steps
 from controller.api.resource import ObjectMeta
 
 
@@ -27,7 +29,15 @@ class MigrationPolicySpec(Model):
     progress_timeout: Annotated[StrictInt, Field(ge=1)] | None = None
     allow_auto_converge: StrictBool | None = None
     allow_post_copy: StrictBool | None = None
+    # Pausing the guest to make it converge (a schedule's pause, force-complete by pausing).
+    allow_workload_disruption: StrictBool | None = None
     on_timeout: Literal["abort", "postCopy", "forceComplete"] | None = None
+    # For the migrations it selects whose spec has none; absent: the default schedule.
+    convergence: list[ConvergenceStep] | None = Field(None, max_length=MAX_STEPS)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Its own schedule must not ask for what it forbids."""
+        return forbidden_steps("", self, self.convergence or [], "convergence")
 
 
 class MigrationPolicy(Model):

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from controller.api.base import Model
+from controller.api.convergence import MAX_STEPS, ConvergenceStep
 from controller.api.enums import MigrationFlag
 from controller.api.rules import MIGRATION_SPEC, MIGRATION_SPEC_SETS
 
@@ -32,7 +33,11 @@ class DomainMigrationSpec(Model):
     hostname: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     params: dict[str, StrictInt | StrictStr] = Field(default_factory=dict, max_length=64)
     abort: StrictBool = False
+    # Finish now: post-copy when the migration may, else pause the guest so the rest fits.
+    force_complete: StrictBool = False
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    # None: the policy's schedule, or the default one; []: no schedule at all.
+    convergence: list[ConvergenceStep] | None = Field(None, max_length=MAX_STEPS)
 
     RULES = MIGRATION_SPEC
     SETS = MIGRATION_SPEC_SETS

@@ -31,6 +31,14 @@ class Endpoint(Model):
     state: DomainState | None = None
 
 
+class Outlook(StrEnum):
+    """The convergence forecast (controller/engine/forecast.py)."""
+
+    Converging = "Converging"
+    NotConverging = "NotConverging"
+    Unknown = "Unknown"
+
+
 class Progress(Model):
     """The hypervisor's own figures, converted once; None where it reports nothing."""
 
@@ -42,7 +50,26 @@ class Progress(Model):
     bytes_per_second: int | None = None
     dirty_rate_bytes_per_second: int | None = None
     iteration: int | None = None
-    eta_seconds: float | None = None
+    forecast: Outlook | None = None
+    eta_seconds: float | None = None  # only when Converging: never a made-up number
+    expected_downtime_ms: int | None = None  # the pause at switch-over, when Converging in pre-copy
+    elapsed_ms: int | None = None
+
+
+class ConvergenceRecord(Model):
+    """One step of the convergence schedule, when it was acted on, and the figures that triggered it."""
+
+    step: int  # its place in the schedule, from 0
+    action: str  # "raiseDowntime 500", "postCopy", ...
+    outcome: Literal["Taken", "Skipped", "Failed"]
+    time: str
+    trigger: str  # the conditions that held: "notConvergingFor 3"
+    message: str = ""
+    forecast: Outlook | None = None
+    data_remaining_bytes: int | None = None
+    bytes_per_second: int | None = None
+    dirty_rate_bytes_per_second: int | None = None
+    iteration: int | None = None
     elapsed_ms: int | None = None
 
 
@@ -93,6 +120,11 @@ class DomainMigrationStatus(Model):
     # The MigrationPolicy that applied, by name, and what it said when the migration was admitted.
     policy: str | None = None
     applied_policy: dict[str, Any] | None = None
+    # Where the convergence schedule came from ("spec", "policy NAME", "default") and each step acted on.
+    schedule: str | None = None
+    convergence: list[ConvergenceRecord] = Field(default_factory=list)
+    # What the drivers cannot do for this migration, said when it is admitted (xend: no abort, ...).
+    limitations: list[str] = Field(default_factory=list)
 
     @property
     def done(self) -> bool:

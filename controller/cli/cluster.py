@@ -19,7 +19,7 @@ from rich.table import Table
 
 from controller.api.errors import SpecError
 from controller.api.resource import GROUP, VERSION, DomainMigration
-from controller.api.status import DomainMigrationStatus
+from controller.api.status import DomainMigrationStatus, Outlook
 from controller.cli.names import generate_name, name_problem
 from controller.cli.render import LiveView
 from controller.cli.running import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report, run_command
@@ -113,6 +113,13 @@ def cmd_abort(args: argparse.Namespace) -> int:
     return follow(args.namespace, args.name, args.output, args.interval) if args.wait else EXIT_OK
 
 
+def cmd_force_complete(args: argparse.Namespace) -> int:
+    patch = {"spec": {"forceComplete": True}}
+    _api().patch_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name, patch)
+    print(f"domainmigration.{GROUP}/{args.name} force-complete requested", file=sys.stderr)
+    return follow(args.namespace, args.name, args.output, args.interval) if args.wait else EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     api = _api()
     if args.all_namespaces:
@@ -124,11 +131,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for obj in items:
         status, spec = _status(obj), obj.get("spec", {})
-        percent = status.progress.percent if status.progress and status.progress.percent is not None else None
         table.add_row(
             obj["metadata"].get("namespace", ""), obj["metadata"]["name"], spec.get("domain", ""),
             spec.get("source", ""), spec.get("destination", ""), status.phase.value,
-            f"{percent:.2f}%" if percent is not None else "", status.reason.value if status.reason else "",
+            _progress(status), status.reason.value if status.reason else "",
             status.message or "",
         )  # fmt: skip
     Console(width=200).print(table)
@@ -149,6 +155,19 @@ def cmd_hosts(args: argparse.Namespace) -> int:
         )  # fmt: skip
     Console(width=200).print(table)
     return EXIT_OK
+
+
+def _progress(status: DomainMigrationStatus) -> str:
+    p = status.progress
+    if p is None or p.percent is None:
+        return ""
+    if p.forecast is Outlook.NotConverging:
+        return f"{p.percent:.2f}% not converging"
+    return (
+        f"{p.percent:.2f}% ETA {p.eta_seconds:.0f}s"
+        if p.eta_seconds is not None and p.eta_seconds > 0
+        else f"{p.percent:.2f}%"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`kubectl domig`: start, follow, abort and list DomainMigrations in a cluster.
+"""`kubectl domig`: start, follow, abort, force to complete and list DomainMigrations in a cluster.
 
 kubectl runs any `kubectl-domig` on the PATH as `kubectl domig ...`; pip installs it with domig.
 Argument wiring only: the commands are in controller.cli.cluster, imported once the arguments
@@ -38,6 +38,10 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("name")
     a.add_argument("--wait", action="store_true")
     a.set_defaults(func=Lazy(CLUSTER, "cmd_abort"))
+    f = sub.add_parser("force-complete", help="finish a running migration now: post-copy, else pause the guest")
+    f.add_argument("name")
+    f.add_argument("--wait", action="store_true")
+    f.set_defaults(func=Lazy(CLUSTER, "cmd_force_complete"))
     ls = sub.add_parser("list", help="DomainMigrations with progress")
     ls.add_argument("-A", "--all-namespaces", action="store_true")
     ls.set_defaults(func=Lazy(CLUSTER, "cmd_list"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, TaskID, TextColumn
+from rich.progress import Progress as Bar
 
-from controller.api.status import DomainMigrationStatus
+from controller.api.status import DomainMigrationStatus, Outlook, Progress
 from controller.engine.run import Transition
 
 
@@ -25,6 +26,16 @@ def _elapsed(ms: int | None) -> str:
     return f"{ms / 1000:.0f}s elapsed, no progress figures" if ms is not None else ""
 
 
+def _outlook(p: Progress) -> str:
+    """What the forecast says: an ETA only when it converges, never a guess."""
+    if p.forecast is Outlook.NotConverging:
+        return "[yellow]not converging"
+    if p.eta_seconds is None:
+        return ""
+    downtime = f", ~{p.expected_downtime_ms} ms pause" if p.expected_downtime_ms is not None else ""
+    return f"ETA {p.eta_seconds:.0f}s{downtime}"
+
+
 def _details(status: DomainMigrationStatus) -> dict[str, Any]:
     p = status.progress
     if p is None:
@@ -33,7 +44,7 @@ def _details(status: DomainMigrationStatus) -> dict[str, Any]:
         # Some hypervisors (xend) report no figures while they migrate: show time, not guesses.
         "rate": f"{human_bytes(p.bytes_per_second)}/s" if p.bytes_per_second is not None else _elapsed(p.elapsed_ms),
         "remaining": f"{human_bytes(p.data_remaining_bytes)} left" if p.data_remaining_bytes is not None else "",
-        "eta": f"ETA {p.eta_seconds:.0f}s" if p.eta_seconds is not None else "",
+        "eta": _outlook(p),
         "iteration": f"pass {p.iteration}" if p.iteration else "",
     }
 
@@ -43,7 +54,7 @@ class LiveView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(
+        self.progress = Bar(
             TextColumn("[bold]{task.description:<10}"),
             BarColumn(),
             TextColumn("{task.fields[percent]:>7}"),

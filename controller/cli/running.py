@@ -42,6 +42,8 @@ async def run_migration(
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Ctrl-C aborts the migration (the source keeps running) instead of killing us mid-way.
         loop.add_signal_handler(sig, controls.request_abort)
+    # Ctrl-\ forces it to complete: post-copy when allowed, else a pause of the guest.
+    loop.add_signal_handler(signal.SIGQUIT, controls.request_force_complete)
     drivers = DriverTable()
     engine = Engine(drivers, hosts, RunPolicy(poll_interval=poll))
     try:
@@ -51,7 +53,7 @@ async def run_migration(
             return await engine.run(migration, view, controls)
     finally:
         await drivers.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
             loop.remove_signal_handler(sig)
 
 

@@ -57,6 +57,8 @@ class Engine:
         controls = controls or Controls()
         if migration.spec.abort:
             controls.request_abort()
+        if migration.spec.force_complete:
+            controls.request_force_complete()
         run = Run(
             migration, sink or _no_sink, controls, self._policy_for(migration), drivers=self.drivers, hosts=self.hosts
         )
@@ -73,7 +75,7 @@ class Engine:
         """Engine defaults, then the MigrationPolicy saved in status, then the spec's own timeouts."""
         applied = migration.status.applied_policy
         policy = MigrationPolicySpec.parse(applied) if applied else None
-        return self.policy.with_migration_policy(policy).with_timeouts(migration.spec.timeouts)
+        return self.policy.with_migration_policy(policy, migration.status.policy).with_timeouts(migration.spec.timeouts)
 
     async def _drive(self, run: Run) -> None:
         if run.status.phase is Phase.Pending:

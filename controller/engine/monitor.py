@@ -1,18 +1,23 @@
-"""Following a running migration: progress, abort, live tuning, timeouts and their actions."""
+"""Following a running migration: progress and its forecast, abort, live tuning, the convergence
+schedule's steps, force-complete, and the timeouts (the last resort) with their actions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Literal
 
+from controller.api.convergence import ConvergenceStep
 from controller.api.enums import MigrationFlag, Phase, Reason
-from controller.api.status import DomainState
+from controller.api.status import ConvergenceRecord, DomainState, Outlook, timestamp
 from controller.backends.protocol import BackendError, JobInfo, JobPhase
 from controller.engine.contact import reconnect
+from controller.engine.forecast import Forecast, forecast
 from controller.engine.progress import progress_of
 from controller.engine.run import Outcome, Run, fail, failure
 from controller.engine.run_policy import OnTimeout
+from controller.engine.schedule import Clocks, due, trigger_of
 
 
 @dataclass
@@ -25,9 +30,11 @@ class Watch:
     abort_handled: bool = False  # acted on, whether or not the hypervisor could cancel
     abort_deadline: float = 0.0
     switched: str | None = None  # "post-copy" or "suspend", once forced to complete
+    force_refused: bool = False  # a force-complete that neither post-copy nor a pause may do
     failure: Outcome | None = None  # why we aborted, when it was not the user's wish
     noted: str = ""
     lost_since: float | None = None  # when the source stopped answering
+    clocks: Clocks | None = None  # the convergence schedule's
 
 
 def _now() -> float:
@@ -35,11 +42,12 @@ def _now() -> float:
 
 
 async def monitor(run: Run) -> Phase:
-    watch = Watch(best_at=_now())
+    watch = Watch(best_at=_now(), clocks=Clocks(step_started=_now(), best_at=_now()))
     while True:
         job = await _read_job(run, watch)
+        outlook = forecast(job, run.downtime_limit_ms, paused=watch.switched == "suspend")
         if job.phase is not JobPhase.none or job.data_total is not None:
-            run.status.progress = progress_of(job, run.elapsed())
+            run.status.progress = progress_of(job, run.elapsed(), outlook)
         if job.phase is JobPhase.completed:
             run.status.downtime_ms = job.downtime_ms
             run.status.total_time_ms = job.elapsed_ms
@@ -50,7 +58,7 @@ async def monitor(run: Run) -> Phase:
             raise watch.failure or Outcome(Phase.Aborted, Reason.Aborted, "aborted; the migration was cancelled")
         if job.phase is JobPhase.none:
             return await _ended_without_job(run)
-        await _steer(run, job, watch)
+        await _steer(run, job, watch, outlook)
         await run.report()
         if watch.abort_handled:
             await asyncio.sleep(run.policy.poll_interval)
@@ -107,7 +115,7 @@ async def _ended_without_job(run: Run) -> Phase:
     raise fail(Reason.TargetFailed, f"the migration ended and {run.target_name} is not on {run.spec.destination}")
 
 
-async def _steer(run: Run, job: JobInfo, watch: Watch) -> None:
+async def _steer(run: Run, job: JobInfo, watch: Watch, outlook: Forecast) -> None:
     if run.controls.aborting and not watch.abort_handled:
         await _abort(run, job, watch, None)
     if watch.abort_sent:
@@ -118,12 +126,91 @@ async def _steer(run: Run, job: JobInfo, watch: Watch) -> None:
         if name in run.caps.live_tuning:
             try:
                 await run.source.tune(run.source_name, name, value)
+                if name == "downtime":
+                    run.extra_params["downtime"] = value  # what the forecast counts with from now on
             except BackendError as exc:
                 watch.noted = f"could not change {name}: {exc}"
-    if run.controls.force_complete_requested.is_set() and watch.switched is None:
+    if run.controls.force_complete_requested.is_set() and watch.switched is None and not watch.force_refused:
         await _force(run, job, watch, "forced to complete on request")
     if watch.switched is None:
+        await _follow_schedule(run, job, watch, outlook)
+    if watch.switched is None:
         await _check_clocks(run, job, watch)
+
+
+async def _follow_schedule(run: Run, job: JobInfo, watch: Watch, outlook: Forecast) -> None:
+    """Take the schedule's next step once its conditions hold; each step once, in order."""
+    clocks, schedule = watch.clocks, run.schedule
+    assert clocks is not None
+    now = _now()
+    clocks.observe(outlook.outlook, job, now)
+    done = len(run.status.convergence)  # saved in status, so a resumed monitor goes on from there
+    if schedule is None or done >= len(schedule.steps) or job.postcopy:
+        return
+    step = schedule.steps[done]
+    elapsed = job.elapsed_ms / 1000 if job.elapsed_ms is not None else run.elapsed()
+    if not due(step, clocks, job, elapsed, now):
+        return
+    outcome, message = await _take(run, job, watch, step, outlook)
+    run.status.convergence.append(
+        ConvergenceRecord(
+            step=done,
+            action=str(step.do),
+            outcome=outcome,
+            time=timestamp(),
+            trigger=trigger_of(step),
+            message=message,
+            forecast=outlook.outlook,
+            data_remaining_bytes=job.data_remaining,
+            bytes_per_second=job.bytes_per_second,
+            dirty_rate_bytes_per_second=job.dirty_rate,
+            iteration=job.iteration,
+            elapsed_ms=round(elapsed * 1000),
+        )
+    )
+    if outcome != "Skipped":
+        clocks.step_started = now
+    run.status.message = f"convergence step {done + 1} ({step.do}, {trigger_of(step)}): {message}"
+
+
+async def _take(
+    run: Run, job: JobInfo, watch: Watch, step: ConvergenceStep, outlook: Forecast
+) -> tuple[Literal["Taken", "Skipped", "Failed"], str]:
+    action, value = step.do.name, step.do.value
+    try:
+        if action == "raiseDowntime":
+            assert value is not None
+            if value <= run.downtime_limit_ms:
+                return "Skipped", f"the downtime limit is already {run.downtime_limit_ms} ms"
+            schedule = run.schedule
+            if schedule is not None and schedule.skip_futile:
+                then = forecast(job, value)
+                if then.outlook is not Outlook.Converging:
+                    now_ms = outlook.downtime_now_ms
+                    return "Skipped", f"at {value} ms it still would not converge (a switch-over now takes {now_ms} ms)"
+            await run.source.tune(run.source_name, "downtime", value)
+            run.extra_params["downtime"] = value
+            return "Taken", f"downtime limit raised to {value} ms"
+        if action == "raiseBandwidth":
+            assert value is not None
+            await run.source.tune(run.source_name, "bandwidth", value)
+            return "Taken", f"bandwidth raised to {value} MiB/s"
+        if action == "postCopy":
+            if not run.has(MigrationFlag.postCopy):
+                return "Failed", "the migration was not started with post-copy enabled"
+            await run.source.start_postcopy(run.source_name)
+            watch.switched = "post-copy"
+            return "Taken", "switched to post-copy: the guest runs on the destination"
+        if action == "pause":
+            await run.source.suspend(run.source_name)
+            watch.switched = "suspend"
+            return "Taken", "paused the guest so the rest can be sent"
+        why = f"not converging ({trigger_of(step)})"
+        await _abort(run, job, watch, fail(Reason.NotConverging, f"{why}; aborted by the convergence schedule, "
+                                           f"the domain keeps running on {run.spec.source}"))  # fmt: skip
+        return "Taken", "aborted"
+    except BackendError as exc:
+        return "Failed", str(exc)
 
 
 async def _check_clocks(run: Run, job: JobInfo, watch: Watch) -> None:
@@ -154,22 +241,24 @@ async def _out_of_time(run: Run, job: JobInfo, watch: Watch, reason: Reason, why
     can_postcopy = run.has(MigrationFlag.postCopy) and run.caps.postcopy and not job.postcopy
     if action in (OnTimeout.postCopy, OnTimeout.forceComplete) and can_postcopy:
         await _force(run, job, watch, f"{why}; switching to post-copy")
-    elif action is OnTimeout.forceComplete and run.caps.suspend:
+    elif action is OnTimeout.forceComplete and run.caps.suspend and run.may_pause:
         await _force(run, job, watch, f"{why}; pausing the guest to complete")
     else:
         await _abort(run, job, watch, fail(reason, f"{why}; aborted, the domain keeps running on {run.spec.source}"))
 
 
 async def _force(run: Run, job: JobInfo, watch: Watch, why: str) -> None:
+    """Post-copy when the migration may, else pause the guest so the rest fits, else say why not."""
     try:
         if run.has(MigrationFlag.postCopy) and run.caps.postcopy:
             await run.source.start_postcopy(run.source_name)
             watch.switched = "post-copy"
-        elif run.caps.suspend:
+        elif run.caps.suspend and run.may_pause:
             await run.source.suspend(run.source_name)
             watch.switched = "suspend"
         else:
-            watch.noted = f"{why}: the {run.spec.source} driver cannot force completion"
+            watch.force_refused = True
+            run.status.message = f"{why}: refused, {_cannot_force(run)}"
             return
     except BackendError as exc:
         watch.noted = f"could not force completion: {exc}"
@@ -193,3 +282,13 @@ async def _abort(run: Run, job: JobInfo, watch: Watch, failure: Outcome | None) 
     watch.abort_sent = True
     watch.abort_deadline = _now() + run.policy.abort_timeout
     watch.failure = failure
+
+
+def _cannot_force(run: Run) -> str:
+    if not run.caps.postcopy and not run.caps.suspend:
+        return f"the {run.host('source').driver} driver can neither switch to post-copy nor pause the guest"
+    policy = f"MigrationPolicy {run.policy.policy_name}"
+    no_postcopy = "post-copy was not enabled for this migration (flag postCopy, or a policy with allowPostCopy)"
+    if not run.may_pause:
+        return f"{no_postcopy}, and {policy} does not allow pausing the guest (allowWorkloadDisruption: false)"
+    return f"{no_postcopy}, and the driver cannot pause the guest"

@@ -16,8 +16,10 @@ from controller.api.status import DomainMigrationStatus, PhaseTransition, timest
 from controller.backends.protocol import BackendError, Capabilities, Connection, HostConfig
 from controller.backends.registry import DriverTable
 from controller.engine.controls import Controls
+from controller.engine.forecast import DEFAULT_DOWNTIME_MS
 from controller.engine.host_directory import HostDirectory
 from controller.engine.run_policy import RunPolicy
+from controller.engine.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Run:
     # What a MigrationPolicy adds where the driver supports it and the spec says nothing.
     extra_flags: set[MigrationFlag] = field(default_factory=set)
     extra_params: dict[str, int] = field(default_factory=dict)
+    schedule: Schedule | None = None  # the convergence schedule, chosen when validated
     attached_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
     @property
@@ -105,6 +108,18 @@ class Run:
     @property
     def params(self) -> dict[str, int | str]:
         return {**self.extra_params, **self.spec.params}
+
+    @property
+    def downtime_limit_ms(self) -> int:
+        """The switch-over pause allowed now: the spec's or policy's, as last tuned."""
+        given = self.params.get("downtime")
+        return given if isinstance(given, int) else DEFAULT_DOWNTIME_MS
+
+    @property
+    def may_pause(self) -> bool:
+        """Pausing the guest to make it converge is workload disruption: a policy may forbid it."""
+        given = self.policy.migration_policy
+        return given is None or given.allow_workload_disruption is not False
 
     def host(self, side: Side) -> HostConfig:
         assert side in self.hosts_of, "validate() finds both hosts before any phase that needs one"

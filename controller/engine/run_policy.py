@@ -1,4 +1,9 @@
-"""Engine policy: how often to look, how long to wait, what to do when time runs out."""
+"""Engine policy: how often to look, how long to wait, what to do when time runs out.
+
+The clocks are the spec's, the MigrationPolicy's, or KubeVirt's defaults below; there is no other.
+The completion budget is `completionPerGiB` times the guest's memory, counted on the hypervisor's
+own job clock, with no floor: `completionPerGiB: 1` on a 1 GiB guest means one second.
+"""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -25,12 +30,14 @@ class RunPolicy:
     verify_timeout: float = 60.0
     abort_timeout: float = 60.0
     contact_timeout: float = 120.0  # how long to keep trying a source that stops answering mid-migration
-    minimum_completion: float = 30.0  # small guests still get time to set up
     # From a MigrationPolicy: used only where the driver supports them and the spec is silent.
     soft_flags: frozenset[MigrationFlag] = frozenset()
     default_params: Mapping[str, int] = field(default_factory=dict)
+    # The MigrationPolicy these came from, by name: what it forbids, and its schedule.
+    policy_name: str | None = None
+    migration_policy: MigrationPolicySpec | None = None
 
-    def with_migration_policy(self, policy: MigrationPolicySpec | None) -> "RunPolicy":
+    def with_migration_policy(self, policy: MigrationPolicySpec | None, name: str | None = None) -> "RunPolicy":
         if policy is None:
             return self
         flags = set()
@@ -50,6 +57,8 @@ class RunPolicy:
             on_timeout=OnTimeout(policy.on_timeout) if policy.on_timeout else self.on_timeout,
             soft_flags=frozenset(flags),
             default_params=params,
+            policy_name=name,
+            migration_policy=policy,
         )
 
     def with_timeouts(self, timeouts: Timeouts) -> "RunPolicy":
@@ -61,4 +70,4 @@ class RunPolicy:
 
     def completion_budget(self, memory_bytes: int) -> float:
         gib = memory_bytes / 1024**3
-        return max(self.minimum_completion, self.completion_per_gib * gib)
+        return self.completion_per_gib * gib

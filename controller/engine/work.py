@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from controller.api.enums import MigrationFlag, Phase, Reason
+from controller.api.permissions import forbidden_by
 from controller.api.spec import SIDES, Side
 from controller.api.status import DomainState, Endpoint, timestamp
 from controller.backends.protocol import (
@@ -23,10 +24,11 @@ from controller.backends.protocol import (
     MigrationRequest,
 )
 from controller.backends.registry import DriverTable
-from controller.engine.checks import different_drivers, unsupported_by_either
+from controller.engine.checks import different_drivers, limitations, unsupported_by_either
 from controller.engine.contact import reconnect
 from controller.engine.monitor import monitor
 from controller.engine.run import Outcome, Run, ask, fail, failure
+from controller.engine.schedule import flags_for, schedule_for
 
 
 async def validate(run: Run) -> Phase:
@@ -50,7 +52,16 @@ async def validate(run: Run) -> Phase:
     found = unsupported_by_either(spec, [(side, d.name, d.capabilities) for side, d in sides])
     if found:
         raise fail(Reason.NoSupport, found[0][2])
+    policy = run.policy.migration_policy
+    forbidden = forbidden_by(run.policy.policy_name or "", policy, spec) if policy is not None else []
+    if forbidden:
+        raise fail(Reason.PolicyForbids, "; ".join(f"spec.{field}: {why}" for field, why in forbidden))
     take_policy_defaults(run)
+    offline = MigrationFlag.offline in spec.flags
+    run.schedule = schedule_for(spec.convergence, run.policy, run.caps, source.driver, offline)
+    run.extra_flags |= flags_for(run.schedule, run.caps) - set(spec.flags)
+    run.status.schedule = run.schedule.origin if run.schedule else None
+    run.status.limitations = limitations(source.driver, run.caps)
     return Phase.Preparing
 
 

@@ -22,9 +22,10 @@ from controller.operator.context import Context, Indexes, Store
 from controller.operator.host_resources import limits_of
 from controller.operator.kube import Kube
 from controller.operator.migrations import MigrationDaemon, running_tickets, ticket_of
+from controller.operator.policy_resources import policy_for
 from controller.operator.probe import probe
 from controller.operator.reporting import record_edit
-from controller.operator.review import review_host, review_migration
+from controller.operator.review import review_host, review_migration, review_policy
 from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
 
 CONFIG = OperatorConfig.from_environment()
@@ -130,7 +131,10 @@ async def edited_after_the_end(
 
 
 def validate_migration(body: kopf.Body, memo: Any, warnings: list[str], **kwargs: Any) -> None:
-    verdict = review_migration(body, kwargs.get("old"), memo.ctx.indexes.hosts, memo.ctx.drivers)
+    indexes = memo.ctx.indexes
+    labels = dict(body.metadata.get("labels") or {})
+    policy = policy_for(indexes.policies, indexes.namespace_labels, str(body.metadata.namespace or ""), labels)
+    verdict = review_migration(body, kwargs.get("old"), indexes.hosts, memo.ctx.drivers, policy)
     warnings.extend(verdict.warnings)
     if verdict.problems:
         raise kopf.AdmissionError(verdict.message, code=422)
@@ -138,6 +142,12 @@ def validate_migration(body: kopf.Body, memo: Any, warnings: list[str], **kwargs
 
 def validate_host(body: kopf.Body, **_: Any) -> None:
     verdict = review_host(body)
+    if verdict.problems:
+        raise kopf.AdmissionError(verdict.message, code=422)
+
+
+def validate_policy(body: kopf.Body, **_: Any) -> None:
+    verdict = review_policy(body)
     if verdict.problems:
         raise kopf.AdmissionError(verdict.message, code=422)
 
@@ -150,6 +160,8 @@ if CONFIG.webhook_listen:
                      ignore_failures=True)(validate_migration)  # fmt: skip
     kopf.on.validate(GROUP, VERSION, "hypervisorhosts", id="hosts", operations=["CREATE", "UPDATE"],
                      ignore_failures=True)(validate_host)  # fmt: skip
+    kopf.on.validate(GROUP, VERSION, "migrationpolicies", id="policies", operations=["CREATE", "UPDATE"],
+                     ignore_failures=True)(validate_policy)  # fmt: skip
 
 
 @kopf.timer(GROUP, VERSION, "hypervisorhosts", interval=CONFIG.probe_interval, initial_delay=0.1)

@@ -15,7 +15,6 @@ from controller.api.enums import Phase, Reason
 from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import refused_changes
-from controller.api.migration_policy import MigrationPolicy, select_policy
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
 from controller.backends.protocol import BackendError
@@ -24,6 +23,7 @@ from controller.operator import metrics
 from controller.operator.admission import Ticket
 from controller.operator.context import Context
 from controller.operator.host_resources import HostIndex, HostProblem, check_host, lookup, resolve
+from controller.operator.policy_resources import policy_for
 from controller.operator.reporting import Reporter, known_status
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -118,13 +118,8 @@ class MigrationDaemon:
 
     def choose_policy(self, migration: DomainMigration) -> None:
         """Choose the MigrationPolicy once, at admission; the status keeps what it said."""
-        policies = []
-        for store in self.policies.values():
-            for body in store:
-                with contextlib.suppress(SpecError):
-                    policies.append(MigrationPolicy.parse(body))
-        ns_labels = next(iter(self.namespaces.get(self.namespace, [])), {})
-        chosen = select_policy(policies, ns_labels, dict(self.body.metadata.get("labels") or {}))
+        labels = dict(self.body.metadata.get("labels") or {})
+        chosen = policy_for(self.policies, self.namespaces, self.namespace, labels)
         if chosen is not None:
             migration.status.policy = chosen.metadata.name
             migration.status.applied_policy = chosen.spec.dump()
@@ -237,12 +232,14 @@ class MigrationDaemon:
             await running
 
     async def follow_spec(self) -> None:
-        """The live spec: abort, live tuning, and refused changes (said in a condition)."""
+        """The live spec: abort, force-complete, live tuning, and refused changes (said in a condition)."""
         tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
         while True:
             live = dict(self.body.spec)
             if live.get("abort"):
                 self.controls.request_abort()
+            if live.get("forceComplete"):
+                self.controls.request_force_complete()
             for name in tuned:
                 value = (live.get("params") or {}).get(name)
                 if isinstance(value, int) and value != tuned[name]:

@@ -56,6 +56,8 @@ class Reporter:
         self.saved_marker = initial_marker
         self.observed: int | None = None  # the generation the last patch recorded
         self._patching = asyncio.Lock()
+        # Convergence steps already told as Events (a resumed daemon does not tell them twice).
+        self.steps_told = len((body.get("status") or {}).get("convergence") or [])
 
     @property
     def name(self) -> str:
@@ -69,12 +71,20 @@ class Reporter:
         self.last = status
         metrics.observe(self.namespace, self.name, status)
         now = asyncio.get_running_loop().time()
-        urgent = transition is not None or must_save(self.saved_marker, status)
+        new_steps = status.convergence[self.steps_told :]
+        urgent = transition is not None or bool(new_steps) or must_save(self.saved_marker, status)
         if not urgent and now - self.last_patch < self.interval:
             return
         await self.patch(status)
         if transition is not None:
             self.event(transition)
+        for record in new_steps:
+            kind = "Warning" if record.outcome == "Failed" else "Normal"
+            step = f"step {record.step + 1}, {record.action} ({record.trigger})"
+            said = f"{step}: {record.outcome.lower()}: {record.message}"
+            kopf.event(self.body, type=kind, reason="ConvergenceStep", message=said)
+            self.logger.info(said)
+        self.steps_told += len(new_steps)
 
     async def patch(self, status: DomainMigrationStatus) -> None:
         # One patch at a time, each a snapshot taken when its turn comes: two in flight could land
@@ -114,7 +124,8 @@ def refusal(fields: list[str]) -> Refusal:
         True,
         "Immutable",
         f"spec is immutable once a migration has started (changed: {', '.join(fields)}); "
-        "only abort, params.bandwidth and params.downtime may change: create a new DomainMigration instead",
+        "only abort, forceComplete, params.bandwidth and params.downtime may change: "
+        "create a new DomainMigration instead",
     )
 
 

@@ -2,8 +2,8 @@
 
 The schema and CEL rules (the rulebook) already refused what is wrong in itself; this adds what
 depends on other objects: whether the hosts' drivers can honour the rename, flags and parameters
-(the 2007 proposal's NoSupport), whether a host allows the namespace, and whether an admitted
-spec changes where it may not. It only reads: the webhook never moves anything, and the operator
+(the 2007 proposal's NoSupport), whether a host allows the namespace, what the MigrationPolicy that selects it forbids,
+and whether an admitted spec changes where it may not. It only reads: the webhook never moves anything, and the operator
 checks all of this again itself, so a cluster without the webhook is still safe.
 """
 
@@ -16,10 +16,12 @@ from typing import Any
 from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import MUTABLE, refused_changes
+from controller.api.migration_policy import MigrationPolicy
+from controller.api.permissions import forbidden_by
 from controller.api.resource import DomainMigration
 from controller.backends.protocol import BackendError
 from controller.backends.registry import DriverTable
-from controller.engine.checks import different_drivers, unsupported_by_either
+from controller.engine.checks import different_drivers, limitations, unsupported_by_either
 from controller.operator.host_resources import HostIndex, lookup
 
 LIVE_FIELDS = ", ".join(sorted(MUTABLE))
@@ -47,7 +49,11 @@ def admitted_spec(old: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def review_migration(
-    new: Mapping[str, Any], old: Mapping[str, Any] | None, hosts: HostIndex, drivers: DriverTable
+    new: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    hosts: HostIndex,
+    drivers: DriverTable,
+    policy: MigrationPolicy | None = None,
 ) -> Verdict:
     verdict = Verdict()
     meta = new.get("metadata") or {}
@@ -69,6 +75,9 @@ def review_migration(
             )
         return verdict  # the hosts were checked when it was admitted; they are the operator's to watch now
     _check_hosts(migration, namespace, hosts, drivers, verdict)
+    if policy is not None:
+        for where, why in forbidden_by(policy.metadata.name, policy.spec, migration.spec):
+            verdict.problems.append(f"spec.{where}: {why}")
     return verdict
 
 
@@ -105,6 +114,19 @@ def _check_hosts(
             verdict.warnings.append(f"spec.{side}: the {host.spec.driver} driver could not be checked here: {exc}")
     for side, where, why in unsupported_by_either(spec, sides):
         verdict.problems.append(f"spec.{where}: NoSupport: {why} ({side} host {found[side].name})")
+    source = next((found for found in sides if found[0] == "source"), None)
+    if source is not None:
+        verdict.warnings.extend(limitations(source[1], source[2]))  # said now, not discovered mid-migration
+
+
+def review_policy(new: Mapping[str, Any]) -> Verdict:
+    """A policy whose own schedule asks for what it forbids is refused (the model says which step)."""
+    verdict = Verdict()
+    try:
+        MigrationPolicy.parse({"metadata": new.get("metadata") or {"name": "x"}, "spec": new.get("spec") or {}})
+    except SpecError as exc:
+        verdict.problems.extend(exc.problems)
+    return verdict
 
 
 def review_host(new: Mapping[str, Any]) -> Verdict:

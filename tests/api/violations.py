@@ -104,6 +104,8 @@ def _field_breakers(schema: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         yield "minimum", schema["minimum"] - 1
     if "maximum" in schema:
         yield "maximum", schema["maximum"] + 1
+    if schema.get("minProperties"):
+        yield "minProperties", {}
     if "maxProperties" in schema:
         yield "maxProperties", {f"p{i}": 1 for i in range(schema["maxProperties"] + 1)}
     if "maxItems" in schema and isinstance(schema.get("items"), dict) and "enum" in schema["items"]:

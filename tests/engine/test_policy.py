@@ -43,7 +43,9 @@ async def test_allow_post_copy_lets_a_stuck_guest_finish() -> None:
 
 async def test_policy_abort_on_timeout_and_its_clock() -> None:
     lab = make_lab(domains=SPINNER)
-    status = await lab.run(with_policy({}, allowPostCopy=True, progressTimeout=10, onTimeout="abort"))  # type: ignore[arg-type]
+    # No convergence schedule (an empty one), so the timeout and its action are what act.
+    policy = {"allowPostCopy": True, "progressTimeout": 10, "onTimeout": "abort", "convergence": []}
+    status = await lab.run(with_policy({}, **policy))  # type: ignore[arg-type]
     assert status.phase is Phase.Failed and status.reason is not None and status.reason.value == "Stalled"
     assert "no progress for 10 s" in (status.message or "")
 

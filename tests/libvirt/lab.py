@@ -86,7 +86,7 @@ def iteration_at_least(n: int) -> Callable[[DomainMigrationStatus], bool]:
 class Lab:
     hosts: LibvirtHosts
     kvm: bool
-    policy: RunPolicy = field(default_factory=lambda: RunPolicy(poll_interval=0.2, minimum_completion=5.0))
+    policy: RunPolicy = field(default_factory=lambda: RunPolicy(poll_interval=0.2))
 
     def engine(self, *, p2p: bool = False, addresses: bool = True, **policy: Any) -> Engine:
         from controller.backends.libvirt.driver import LibvirtDriver
