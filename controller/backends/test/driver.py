@@ -137,17 +137,22 @@ class TestConnection(Connection):
         for record in self._host(state)["domains"].values():
             job = state["jobs"].get(job_key(self.host.name, record["name"]))
             shown = record["state"]
-            if job and not job.get("settled") and snapshot_of(job, now).postcopy:
-                shown = "paused"
+            if job and not job.get("settled"):
+                snap = snapshot_of(job, now)
+                if snap.postcopy or snap.paused:  # run elsewhere, or stopped for the switch-over
+                    shown = "paused"
             seen[record["name"]] = _info(record, shown)
         for job in state["jobs"].values():
             if job["destination"] == self.host.name and not job.get("settled"):
                 # Incoming domains stay hidden until success, except once post-copy runs them here
-                # (on our own shut-off definition, if the domain had one here).
-                if snapshot_of(job, now).postcopy:
+                # (on our own shut-off definition, if the domain had one here), paused there if
+                # it was paused before the switch.
+                snap = snapshot_of(job, now)
+                if snap.postcopy:
                     source = state["hosts"][job["source"]]["domains"].get(job["domain"])
                     if source:
-                        seen[job["target"]] = _info(dict(source, name=job["target"]), "running")
+                        shown = "paused" if snap.paused else "running"
+                        seen[job["target"]] = _info(dict(source, name=job["target"]), shown)
         return list(seen.values())
 
     async def hostname(self) -> str:
