@@ -47,6 +47,9 @@ class MigrationPolicy(Model):
     spec: MigrationPolicySpec = Field(default_factory=MigrationPolicySpec)
     status: dict[str, object] | None = None
 
+    def problems(self) -> list[tuple[str, str]]:
+        return [(f"spec.{field}", why) for field, why in self.spec.problems()]
+
 
 def _score(selector: Mapping[str, str], labels: Mapping[str, str]) -> int | None:
     """How many labels the selector matches, or None if any of them does not."""

@@ -26,6 +26,7 @@ CONFIGURATION = "domig.dev"
 KINDS = {
     "DomainMigration": ("domainmigrations", "migrations"),
     "HypervisorHost": ("hypervisorhosts", "hosts"),
+    "MigrationPolicy": ("migrationpolicies", "policies"),
 }
 
 
@@ -45,7 +46,7 @@ async def webhook(
         # kopf may create the configuration before it patches the webhooks in: wait for those.
         def registered() -> dict[str, Any] | None:
             config = kube.read("validatingwebhookconfigurations", CONFIGURATION)
-            return config if config and len(config.get("webhooks") or []) == 2 else None
+            return config if config and len(config.get("webhooks") or []) == len(KINDS) else None
 
         yield await until(registered, within=20)
 
@@ -104,7 +105,7 @@ WEBHOOK_VIOLATIONS = [v for v in all_violations() if v.kind in KINDS]
 
 async def test_the_configuration_points_at_the_webhook_with_its_ca(webhook: dict[str, Any]) -> None:
     hooks = {h["name"]: h for h in webhook["webhooks"]}
-    assert len(hooks) == 2
+    assert len(hooks) == len(KINDS)
     for hook in hooks.values():
         assert hook["failurePolicy"] == "Ignore" and hook["sideEffects"] == "None"
         assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:")
@@ -182,3 +183,61 @@ async def test_an_admitted_spec_changes_only_where_it_may(kube: ApiServer, world
     assert kube.read("domainmigrations", "m", NS)["spec"]["destination"] == "host-b"  # type: ignore[index]
     await call(kube.patch_object, "domainmigrations", "m", {"spec": {"abort": True}}, NS)
     await wait_phase(kube, "m", {"Aborted"})
+
+
+def _policy(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "domig.dev/v1alpha1", "kind": "MigrationPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+async def test_what_the_policy_forbids_is_refused_at_apply_time(kube: ApiServer, webhook: dict[str, Any]) -> None:
+    await asyncio.to_thread(kube.apply, _policy("careful", allowPostCopy=False, maxDowntimeMs=500))
+    await asyncio.sleep(0.5)  # the operator's index of policies follows its watch
+    steps = [{"when": {"notConvergingFor": 5}, "do": {"postCopy": True}}]
+    bad = migration("pc", flags=["live", "postCopy"], params={"downtime": 800}, convergence=steps)
+    with pytest.raises(ApiError) as info:
+        await asyncio.to_thread(kube.create, bad)
+    text = str(info.value)
+    assert info.value.status == 422, text
+    assert (
+        "spec.flags[1]: PolicyForbids: MigrationPolicy careful does not allow post-copy (allowPostCopy: false)" in text
+    )
+    assert (
+        "spec.params[downtime]: PolicyForbids: MigrationPolicy careful does not allow a downtime above 500 ms" in text
+    )
+    assert "spec.convergence[0].do.postCopy: PolicyForbids" in text
+    assert kube.read("domainmigrations", "pc", NS) is None
+    answer = await review(webhook, migration("ok", params={"downtime": 400}))
+    assert answer["allowed"] is True
+
+
+async def test_a_policy_whose_schedule_asks_for_what_it_forbids_is_refused(webhook: dict[str, Any]) -> None:
+    steps = [{"when": {"iteration": 3}, "do": {"pause": True}}]
+    answer = await review(webhook, _policy("odd", allowWorkloadDisruption=False, convergence=steps))
+    assert answer["allowed"] is False
+    message = answer["status"]["message"]
+    assert (
+        "spec.convergence[0].do.pause: PolicyForbids: this MigrationPolicy does not allow pausing the guest" in message
+    )
+
+
+async def test_what_xend_cannot_do_is_said_at_apply_time(kube: ApiServer, webhook: dict[str, Any]) -> None:
+    xen_c = {
+        **XEN_HOSTS[0],
+        "metadata": {"name": "xen-c"},
+        "spec": {"driver": "xend", "uri": "xend+http://127.0.0.3:1"},
+    }
+    for h in [*XEN_HOSTS, xen_c]:
+        await asyncio.to_thread(kube.apply, h)
+    await until(lambda: all(kube.read("hypervisorhosts", n) for n in ("xen-a", "xen-b", "xen-c")))
+    await asyncio.sleep(0.5)
+    answer = await review(webhook, migration("x", source="xen-a", destination="xen-c"))
+    assert answer["allowed"] is True
+    warnings = " ".join(answer.get("warnings", []))
+    assert "the xend driver cannot abort a running migration" in warnings
+    assert "reports no progress figures" in warnings
+    steps = [{"when": {"notConvergingFor": 5}, "do": {"raiseDowntime": 1000}}]
+    answer = await review(webhook, migration("y", source="xen-a", destination="xen-c", convergence=steps))
+    message = answer["status"]["message"]
+    assert (
+        "spec.convergence[0].do.raiseDowntime: NoSupport: the xend driver cannot take the step raiseDowntime" in message
+    )
