@@ -66,6 +66,7 @@ class LiveView:
             transient=False,
         )
         self.task: TaskID | None = None
+        self.steps_shown = 0
 
     def __enter__(self) -> LiveView:
         self.progress.start()
@@ -91,6 +92,12 @@ class LiveView:
         # The final word is printed once, by the caller, after the bar.
         if transition is not None and transition.message and not transition.after.terminal:
             self.progress.console.print(f"[dim]{transition.after.value}:[/] {transition.message}")
+        for record in status.convergence[self.steps_shown :]:
+            self.progress.console.print(
+                f"[dim]step {record.step + 1}, {record.action} ({record.trigger}):[/] "
+                f"{record.outcome.lower()}: {record.message}"
+            )
+        self.steps_shown = max(self.steps_shown, len(status.convergence))
 
 
 async def quiet(status: DomainMigrationStatus, transition: Transition | None) -> None:

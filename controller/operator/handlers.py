@@ -100,7 +100,17 @@ def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, Any]
     return {name: dict(labels)}
 
 
-@kopf.daemon(GROUP, VERSION, "domainmigrations", cancellation_backoff=None, cancellation_timeout=None, backoff=5)
+# A deleted migration is aborted before its finalizer goes, which takes as long as the hypervisor
+# takes to cancel; kopf looks again whether the daemon has exited every second, not every minute.
+@kopf.daemon(
+    GROUP,
+    VERSION,
+    "domainmigrations",
+    cancellation_backoff=None,
+    cancellation_timeout=None,
+    cancellation_polling=1,
+    backoff=5,
+)
 async def migrate(
     body: kopf.Body,
     stopped: kopf.DaemonStopped,

@@ -119,20 +119,20 @@ def _check_hosts(
         verdict.warnings.extend(limitations(source[1], source[2]))  # said now, not discovered mid-migration
 
 
-def review_policy(new: Mapping[str, Any]) -> Verdict:
-    """A policy whose own schedule asks for what it forbids is refused (the model says which step)."""
+def _review_document(model: type[HypervisorHost] | type[MigrationPolicy], new: Mapping[str, Any]) -> Verdict:
+    """What the model refuses beyond the CRD's schema and rules (its cross-object checks)."""
     verdict = Verdict()
     try:
-        MigrationPolicy.parse({"metadata": new.get("metadata") or {"name": "x"}, "spec": new.get("spec") or {}})
+        model.parse({"metadata": new.get("metadata") or {"name": "x"}, "spec": new.get("spec") or {}})
     except SpecError as exc:
         verdict.problems.extend(exc.problems)
     return verdict
+
+
+def review_policy(new: Mapping[str, Any]) -> Verdict:
+    """A policy whose own schedule asks for what it forbids is refused (the model says which step)."""
+    return _review_document(MigrationPolicy, new)
 
 
 def review_host(new: Mapping[str, Any]) -> Verdict:
-    verdict = Verdict()
-    try:
-        HypervisorHost.parse({"metadata": new.get("metadata") or {"name": "x"}, "spec": new.get("spec") or {}})
-    except SpecError as exc:
-        verdict.problems.extend(exc.problems)
-    return verdict
+    return _review_document(HypervisorHost, new)

@@ -56,6 +56,13 @@ def test_post_copy_example_completes() -> None:
     assert code == 0 and status["progress"]["mode"] == "PostCopy"  # type: ignore[index]
 
 
+def test_schedule_example_switches_to_post_copy_on_the_forecast() -> None:
+    code, status = migrate_json("migration-schedule.yaml")
+    assert code == 0 and status["progress"]["mode"] == "PostCopy"  # type: ignore[index]
+    steps = [(c["action"], c["outcome"], c["forecast"]) for c in status["convergence"]]  # type: ignore[union-attr]
+    assert steps == [("raiseDowntime 500", "Taken", "NotConverging"), ("postCopy", "Taken", "NotConverging")]
+
+
 def write(tmp_path: Path, text: str) -> str:
     path = tmp_path / "m.yaml"
     path.write_text(text)

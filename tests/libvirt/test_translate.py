@@ -154,3 +154,9 @@ def test_auth_failures_name_the_host_and_missing_credentials() -> None:
     plain = connect_error(refused, HostConfig("host-c", "libvirt", "qemu+tcp://h/system", credentials=creds))
     assert (plain.message, plain.reason) == ("unable to connect to server at 'h:16509': Connection refused",
                                              Reason.HostUnreachable)  # fmt: skip
+
+
+def test_a_zero_dirty_rate_in_the_first_pass_is_not_measured_yet() -> None:
+    stats = {"type": 2, "data_total": 1000, "data_remaining": 600, "memory_bps": 50, "memory_dirty_rate": 0}
+    assert job_of({**stats, "memory_iteration": 1}, JobPhase.active).dirty_rate is None
+    assert job_of({**stats, "memory_iteration": 2}, JobPhase.active).dirty_rate == 0  # measured: an idle guest

@@ -241,3 +241,25 @@ async def test_what_xend_cannot_do_is_said_at_apply_time(kube: ApiServer, webhoo
     assert (
         "spec.convergence[0].do.raiseDowntime: NoSupport: the xend driver cannot take the step raiseDowntime" in message
     )
+
+
+async def test_on_libvirt_hosts_a_schedule_with_post_copy_is_refused_where_the_policy_forbids_it(
+    kube: ApiServer, webhook: dict[str, Any]
+) -> None:
+    for i, name in enumerate(("kvm-a", "kvm-b"), start=1):
+        doc = {"apiVersion": "domig.dev/v1alpha1", "kind": "HypervisorHost", "metadata": {"name": name},
+               "spec": {"driver": "libvirt", "uri": f"qemu+tcp://127.0.0.{i}:1/system"}}  # fmt: skip
+        await asyncio.to_thread(kube.apply, doc)
+    steps = [
+        {"when": {"notConvergingFor": 2}, "do": {"raiseDowntime": 500}},
+        {"when": {"notConvergingFor": 2}, "do": {"postCopy": True}},
+    ]
+    spec = {"source": "kvm-a", "destination": "kvm-b", "params": {"bandwidth": 10}, "convergence": steps}
+    await until(lambda: kube.read("hypervisorhosts", "kvm-b"))
+    await asyncio.sleep(0.5)
+    assert (await review(webhook, migration("allowed", **spec)))["allowed"] is True
+    await asyncio.to_thread(kube.apply, _policy("no-postcopy", allowPostCopy=False))
+    await asyncio.sleep(0.5)
+    answer = await review(webhook, migration("refused", **spec))
+    assert answer["allowed"] is False
+    assert "spec.convergence[1].do.postCopy: PolicyForbids: MigrationPolicy no-postcopy" in answer["status"]["message"]

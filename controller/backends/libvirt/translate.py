@@ -99,6 +99,10 @@ def job_of(stats: Mapping[str, Any], phase: JobPhase, iteration: int | None = No
     seen_iteration = _int(stats, "memory_iteration")
     if iteration is not None and (seen_iteration is None or iteration > seen_iteration):
         seen_iteration = iteration  # the MIGRATION_ITERATION event may be ahead of the last poll
+    if dirty_pages == 0 and (seen_iteration or 0) < 2:
+        # QEMU measures the dirty rate at each dirty-bitmap sync after the first: during the first
+        # pass its 0 means "not measured yet", and a forecast from it would promise convergence.
+        dirty_pages = None
     total = _int(stats, "data_total")
     # While the job sets up, libvirt reports zeros: not "nothing to send", but "not known yet".
     known = bool(total)
