@@ -58,6 +58,7 @@ class Reason(StrEnum):
     Stalled = "Stalled"
     NotConverging = "NotConverging"  # the convergence schedule's abort step
     PolicyForbids = "PolicyForbids"
+    DryRun = "DryRun"  # a dry run that would succeed: every pre-flight check passed, nothing moved
     Aborted = "Aborted"
     TargetFailed = "TargetFailed"
     SourceFailed = "SourceFailed"

@@ -33,6 +33,8 @@ class DomainMigrationSpec(Model):
     hostname: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     params: dict[str, StrictInt | StrictStr] = Field(default_factory=dict, max_length=64)
     abort: StrictBool = False
+    # Run the pre-flight checks only, report what would happen, and move nothing.
+    dry_run: StrictBool = False
     # Finish now: post-copy when the migration may, else pause the guest so the rest fits.
     force_complete: StrictBool = False
     timeouts: Timeouts = Field(default_factory=Timeouts)

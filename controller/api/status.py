@@ -56,6 +56,15 @@ class Progress(Model):
     elapsed_ms: int | None = None
 
 
+class PreflightCheck(Model):
+    """One check made before anything moves, and what it found."""
+
+    name: str  # Supported, PolicyAllows, HostsReachable, Domain, NameFree, MemoryFits, CpuCompatible
+    result: Literal["Passed", "Failed", "Unknown"]
+    reason: Reason | None = None  # why it failed, as the migration's reason would be
+    message: str = ""
+
+
 class ConvergenceRecord(Model):
     """One step of the convergence schedule, when it was acted on, and the figures that triggered it."""
 
@@ -120,6 +129,8 @@ class DomainMigrationStatus(Model):
     # The MigrationPolicy that applied, by name, and what it said when the migration was admitted.
     policy: str | None = None
     applied_policy: dict[str, Any] | None = None
+    # Every pre-flight check made so far, in order (a dry run stops after them).
+    preflight: list[PreflightCheck] = Field(default_factory=list)
     # Where the convergence schedule came from ("spec", "policy NAME", "default") and each step acted on.
     schedule: str | None = None
     convergence: list[ConvergenceRecord] = Field(default_factory=list)

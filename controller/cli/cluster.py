@@ -53,6 +53,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         spec["params"] = params
     if args.dname:
         spec["dname"] = args.dname
+    if args.dry_run:
+        spec["dryRun"] = True
     metadata: dict[str, Any] = {"namespace": args.namespace}
     problems: list[str] = []
     if args.name is not None:

@@ -23,6 +23,7 @@ def _standalone(sub: Any) -> None:
     m.add_argument("--hosts", help="YAML of HypervisorHost documents")
     m.add_argument("--policies", help="YAML of MigrationPolicy documents (selected by the migration's labels)")
     m.add_argument("-o", "--output", choices=OUTPUTS, default="text")
+    m.add_argument("--dry-run", action="store_true", help="run the pre-flight checks only; move nothing")
     m.set_defaults(func=Lazy("controller.cli.standalone", "cmd_migrate"))
     d = sub.add_parser("demo", help="migrate the embedded default on the test driver")
     d.add_argument("-o", "--output", choices=OUTPUTS, default="text")

@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--dname")
     m.add_argument("--name")
     m.add_argument("--wait", action="store_true")
+    m.add_argument("--dry-run", action="store_true", help="spec.dryRun: the pre-flight checks only; move nothing")
     m.set_defaults(func=Lazy(CLUSTER, "cmd_migrate"))
     w = sub.add_parser("watch", help="follow a DomainMigration until it ends")
     w.add_argument("name")

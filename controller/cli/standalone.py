@@ -28,6 +28,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if args.hosts is None:
             raise SpecError(["--hosts: required with -f (a YAML file of HypervisorHost documents)"])
         hosts = load_hosts_file(Path(args.hosts))
+    if getattr(args, "dry_run", False):
+        migration.spec.dry_run = True
     if getattr(args, "policies", None):
         # Standalone there is no namespace to label: policies select by the migration's own labels.
         chosen = select_policy(load_policies_file(Path(args.policies)), {}, migration.metadata.labels)

@@ -98,6 +98,8 @@ class Engine:
             message = f"{message}; {await recover(run)}"
         elif outcome.phase is not Phase.Succeeded and run.status.phase is Phase.Preparing:
             message = f"{message}; nothing moved"
+        if run.spec.dry_run and outcome.phase is Phase.Failed:
+            message = f"dry run: would fail: {message}"
         if run.status.progress is not None and outcome.phase is Phase.Succeeded:
             run.status.progress.percent = 100.0
             run.status.progress.data_remaining_bytes = 0

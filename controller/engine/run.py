@@ -12,7 +12,7 @@ from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.phases import ForbiddenTransition
 from controller.api.resource import DomainMigration
 from controller.api.spec import SIDES, DomainMigrationSpec, Side
-from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
+from controller.api.status import DomainMigrationStatus, PhaseTransition, PreflightCheck, timestamp
 from controller.backends.protocol import BackendError, Capabilities, Connection, HostConfig
 from controller.backends.registry import DriverTable
 from controller.engine.controls import Controls
@@ -173,6 +173,19 @@ class Run:
         self.status.message = message or self.status.message
         self.status.phase_transition_timestamps.append(PhaseTransition(phase=phase, time=timestamp()))
         await self.report(Transition(before, phase, reason, message))
+
+    def checked(self, name: str, found: Outcome | None = None, message: str = "") -> None:
+        """Record a pre-flight check's result (again after a resume: the same entry)."""
+        if found is not None:
+            entry = PreflightCheck(name=name, result="Failed", reason=found.reason, message=found.message)
+        else:
+            entry = PreflightCheck(name=name, result="Passed", message=message)
+        checks = self.status.preflight
+        for i, old in enumerate(checks):
+            if old.name == name:
+                checks[i] = entry
+                return
+        checks.append(entry)
 
     def elapsed(self) -> float:
         return asyncio.get_running_loop().time() - self.attached_at

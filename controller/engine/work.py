@@ -8,6 +8,8 @@ migration was already started, so the migrate call is issued at most once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 from controller.api.enums import MigrationFlag, Phase, Reason
 from controller.api.permissions import forbidden_by
@@ -31,6 +33,20 @@ from controller.engine.run import Outcome, Run, ask, fail, failure
 from controller.engine.schedule import flags_for, schedule_for
 
 
+@contextlib.contextmanager
+def check(run: Run, name: str, passed: str = "") -> Iterator[None]:
+    """A pre-flight check: what it found goes in status.preflight, and a failure still ends the run."""
+    try:
+        yield
+    except Outcome as found:
+        if found.phase is Phase.Succeeded:  # nothing to do is not a failed check
+            run.checked(name, message=found.message)
+        else:
+            run.checked(name, found)
+        raise
+    run.checked(name, message=passed)
+
+
 async def validate(run: Run) -> Phase:
     spec, hosts, drivers = run.spec, run.hosts, run.drivers
     assert hosts is not None and drivers is not None, "the engine hands every run its hosts and drivers"
@@ -42,20 +58,22 @@ async def validate(run: Run) -> Phase:
         assert found_host is not None
         run.hosts_of[side] = found_host
     source, destination = run.host("source"), run.host("destination")
-    source_driver = _driver(drivers, source)
-    problem = different_drivers(source.name, source.driver, destination.name, destination.driver)
-    if problem:
-        raise fail(Reason.NoSupport, problem)
-    destination_driver = _driver(drivers, destination)
-    run.capabilities = source_driver.capabilities
-    sides = [("source", source_driver), ("destination", destination_driver)]
-    found = unsupported_by_either(spec, [(side, d.name, d.capabilities) for side, d in sides])
-    if found:
-        raise fail(Reason.NoSupport, found[0][2])
+    with check(run, "Supported", f"both {source.driver} drivers can do what the spec asks"):
+        source_driver = _driver(drivers, source)
+        problem = different_drivers(source.name, source.driver, destination.name, destination.driver)
+        if problem:
+            raise fail(Reason.NoSupport, problem)
+        destination_driver = _driver(drivers, destination)
+        run.capabilities = source_driver.capabilities
+        sides = [("source", source_driver), ("destination", destination_driver)]
+        found = unsupported_by_either(spec, [(side, d.name, d.capabilities) for side, d in sides])
+        if found:
+            raise fail(Reason.NoSupport, found[0][2])
     policy = run.policy.migration_policy
-    forbidden = forbidden_by(run.policy.policy_name or "", policy, spec) if policy is not None else []
-    if forbidden:
-        raise fail(Reason.PolicyForbids, "; ".join(f"spec.{field}: {why}" for field, why in forbidden))
+    with check(run, "PolicyAllows", f"MigrationPolicy {run.policy.policy_name}" if policy else "no policy applies"):
+        forbidden = forbidden_by(run.policy.policy_name or "", policy, spec) if policy is not None else []
+        if forbidden:
+            raise fail(Reason.PolicyForbids, "; ".join(f"spec.{field}: {why}" for field, why in forbidden))
     take_policy_defaults(run)
     offline = MigrationFlag.offline in spec.flags
     run.schedule = schedule_for(spec.convergence, run.policy, run.caps, source.driver, offline)
@@ -84,10 +102,12 @@ def take_policy_defaults(run: Run) -> None:
 
 async def connect(run: Run, drivers: DriverTable) -> None:
     """Open both connections; a host we cannot reach is HostUnreachable, whatever the phase."""
-    for side in SIDES:
-        host = run.host(side)
-        if side not in run.connections:
-            run.connections[side] = await ask(_open(drivers, host), f"cannot connect to host {host.name}")
+    before = run.status.phase is Phase.Preparing  # a pre-flight check then; later, only a failure
+    with check(run, "HostsReachable", "both hosts answer") if before else contextlib.nullcontext():
+        for side in SIDES:
+            host = run.host(side)
+            if side not in run.connections:
+                run.connections[side] = await ask(_open(drivers, host), f"cannot connect to host {host.name}")
 
 
 async def _open(drivers: DriverTable, host: HostConfig) -> Connection:
@@ -192,6 +212,22 @@ async def _no_twin(run: Run, at_source: DomainInfo, target_name: str) -> None:
 async def prepare(run: Run) -> Phase:
     spec = run.spec
     offline = run.has(MigrationFlag.offline)
+    with check(run, "Domain", "it runs on the source, and its name is free at the destination"):
+        at_source, at_destination = await _look_up_both(run, offline)
+    assert at_source is not None
+    with check(run, "NameFree", "the destination defines this domain under no other name"):
+        if at_destination is None:
+            await _no_twin(run, at_source, run.target_name)
+    run.memory_bytes = at_source.memory_bytes
+    run.status.target.hostname = await _hostname(run)  # type: ignore[union-attr]
+    if spec.dry_run:
+        passed = ", ".join(c.name for c in run.status.preflight)
+        raise Outcome(Phase.Succeeded, Reason.DryRun, f"dry run: would succeed ({passed} passed); nothing moved")
+    return Phase.Migrating
+
+
+async def _look_up_both(run: Run, offline: bool) -> tuple[DomainInfo | None, DomainInfo | None]:
+    spec = run.spec
     at_source = await _lookup(run, "source", spec.domain)
     name = at_source.name if at_source else spec.domain
     target_name = spec.dname or name
@@ -213,12 +249,7 @@ async def prepare(run: Run) -> Phase:
         if at_source is None and at_destination is not None and at_destination.state is DomainState.paused:
             await _not_in_flight(run)
         _check_live(run, at_source, at_destination)
-    assert at_source is not None
-    if at_destination is None:
-        await _no_twin(run, at_source, target_name)
-    run.memory_bytes = at_source.memory_bytes
-    run.status.target.hostname = await _hostname(run)
-    return Phase.Migrating
+    return at_source, at_destination
 
 
 async def _not_in_flight(run: Run) -> None:

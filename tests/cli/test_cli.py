@@ -143,3 +143,15 @@ def test_a_policy_file_applies_by_labels() -> None:
     status = json.loads(done.stdout)
     assert done.returncode == 0, done.stderr
     assert status["policy"] == "stubborn-guests" and status["progress"]["mode"] == "PostCopy"
+
+
+def test_dry_run_checks_and_moves_nothing() -> None:
+    done = domig(
+        "migrate", "--dry-run", "-f", str(EXAMPLES / "migration-live.yaml"), "--hosts", str(EXAMPLES / "hosts.yaml"),
+        "-o", "json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert (status["phase"], status["reason"]) == ("Succeeded", "DryRun")
+    assert {c["name"] for c in status["preflight"]} >= {"Supported", "HostsReachable", "Domain", "NameFree"}
+    assert status.get("migrationStartTime") is None

@@ -13,7 +13,7 @@ from controller.api.enums import Reason
 from controller.api.migration_policy import MigrationPolicySpec
 from controller.api.status import Outlook
 from controller.engine import Controls
-from tests.engine.conftest import Recorder, make_lab, migration
+from tests.engine.conftest import NarrowDriver, Recorder, make_lab, migration
 
 pytestmark = pytest.mark.looptime
 
@@ -272,3 +272,25 @@ async def test_on_timeout_force_complete_may_not_pause_when_disruption_is_forbid
     status = await lab.run(with_policy(THROUGH_100, **policy))
     assert status.phase is Phase.Failed and status.reason is Reason.Stalled
     assert lab.where() == {"a": "running"}
+
+
+async def test_what_a_driver_cannot_do_is_said_when_it_is_admitted() -> None:
+    lab = make_lab(domains=[{"name": "web", "memoryMiB": 256}])
+    lab.driver = NarrowDriver()  # the 2007 Xen driver's capabilities: no abort, no figures, no force
+    status = await lab.run(migration())
+    assert status.phase is Phase.Succeeded
+    said = " ".join(status.limitations)
+    assert "cannot abort a running migration" in said and "reports no progress figures" in said
+    assert "nothing can force completion" in said
+    lab = make_lab(domains=[{"name": "web", "memoryMiB": 256}])
+    assert (await lab.run(migration())).limitations == []
+
+
+async def test_a_step_the_driver_cannot_take_is_refused_naming_it() -> None:
+    lab = make_lab(domains=[{"name": "web", "memoryMiB": 256}])
+    lab.driver = NarrowDriver()
+    steps = [{"when": {"notConvergingFor": 5}, "do": {"raiseDowntime": 500}}]
+    status = await lab.run(migration(convergence=steps))
+    assert status.phase is Phase.Failed and status.reason is Reason.NoSupport
+    assert "cannot take the step raiseDowntime" in (status.message or "")
+    assert lab.migrate_calls == 0

@@ -65,3 +65,21 @@ async def test_a_policy_forbidding_post_copy_refuses_the_same_spec_and_nothing_m
     assert "spec.convergence[1].do.postCopy: PolicyForbids: MigrationPolicy no-postcopy" in (status.message or "")
     assert lab.running_on(name) == [A]
 
+
+async def test_a_dry_run_that_would_name_clash_says_so_and_moves_nothing(lab: Lab) -> None:
+    from tests.harness.guest import idle_domain_xml
+
+    name = lab.idle_guest("dry-clash")
+    b = lab.hosts.b.open()
+    try:
+        b.defineXML(idle_domain_xml(name, kvm=lab.kvm))  # the name at B, with a UUID of its own
+    finally:
+        b.close()
+    status, _, _ = await lab.run(migration(name, flags=["live"], dryRun=True))
+    assert (status.phase, status.reason) == (Phase.Failed, Reason.NameClash), status.message
+    assert (status.message or "").startswith(f"dry run: would fail: a domain named {name} already exists on {B}")
+    assert {c.name: c.result for c in status.preflight}["Domain"] == "Failed"
+    assert status.migration_start_time is None
+    assert lab.running_on(name) == [A]
+    clean, _, _ = await lab.run(migration(lab.idle_guest("dry-ok"), dryRun=True))
+    assert (clean.phase, clean.reason) == (Phase.Succeeded, Reason.DryRun), clean.message

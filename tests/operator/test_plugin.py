@@ -106,3 +106,16 @@ async def test_an_invalid_name_or_too_long_a_domain_is_refused_naming_the_field(
     code, _, err = await plugin(kube, "migrate", "w" * 300, "--from", "a", "--to", "b")
     assert code == 2 and "spec.domain: string should have at most 255 characters" in err and "metadata" not in err
     assert kube.list_objects("domainmigrations", NS) == []
+
+
+async def test_migrate_dry_run_wait(kube: ApiServer, world: str, operator: KopfOperator) -> None:
+    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 2048}]))
+    kube.apply(host("host-b", world))
+    code, out, err = await plugin(
+        kube, "-o", "json", "--interval", "0.2", "migrate", "web", "--from", "host-a", "--to", "host-b",
+        "--dry-run", "--wait",
+    )  # fmt: skip
+    assert code == 0, err
+    status = json.loads(out)
+    assert (status["phase"], status["reason"]) == ("Succeeded", "DryRun"), status["message"]
+    assert where(world) == {"host-a": "running"}
