@@ -142,6 +142,7 @@ def domain_migration_crd() -> Schema:
         {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent", "format": "float"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+        {"name": "Queue", "type": "integer", "jsonPath": ".status.queuePosition", "priority": 1},
     ]
     return crd(
         "domainmigrations",

@@ -129,6 +129,8 @@ class DomainMigrationStatus(Model):
     # The MigrationPolicy that applied, by name, and what it said when the migration was admitted.
     policy: str | None = None
     applied_policy: dict[str, Any] | None = None
+    # While it waits for a slot: its place in the queue (1 is next) and the limit it waits for.
+    queue_position: int | None = None
     # Every pre-flight check made so far, in order (a dry run stops after them).
     preflight: list[PreflightCheck] = Field(default_factory=list)
     # Where the convergence schedule came from ("spec", "policy NAME", "default") and each step acted on.

@@ -77,6 +77,13 @@ class Admission:
                 return f"{used.get(need, 0)} migrations {what}{where} already run ({setting} is {cap})"
         return "earlier migrations wait for the same hosts (first come, first served)"
 
+    def position(self, ticket: Ticket) -> int | None:
+        """Its place in the queue, from 1, first come first served; None once it is not waiting."""
+        if ticket.key not in self.waiting:
+            return None
+        ahead = [t for t, _ in self.waiting.values() if t.order < ticket.order]
+        return len(ahead) + 1
+
     def schedule(self) -> None:
         """Admit waiting tickets in order; a ticket blocked on a host also holds back later ones for it."""
         used = self._usage()

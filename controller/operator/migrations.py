@@ -133,11 +133,16 @@ class MigrationDaemon:
                 f"{ticket.domain} on {ticket.source} is already being migrated by DomainMigration {other.key}",
             )
         await self.wait_for_hosts()
-        admitted = await self.ctx.admission.acquire(ticket)
+        admission = self.ctx.admission
+        admitted = await admission.acquire(ticket)
         while not admitted.is_set():
-            await self.pending(Reason.WaitingForSlot, self.ctx.admission.why_waiting(ticket))
+            where = admission.position(ticket)
+            place = f" (place {where} in the queue)" if where is not None else ""
+            await self.pending(Reason.WaitingForSlot, admission.why_waiting(ticket) + place, where)
             await self.pause(admitted)
-            self.ctx.admission.schedule()
+            admission.schedule()
+        if self.status.queue_position is not None:
+            self.status.queue_position = None  # saved with the first report of the run
 
     async def wait_for_hosts(self) -> None:
         while True:
@@ -179,10 +184,11 @@ class MigrationDaemon:
         if self.controls.aborting:
             await self.end(Phase.Aborted, Reason.Aborted, "aborted while waiting to start; nothing moved")
 
-    async def pending(self, reason: Reason, message: str) -> None:
-        if (self.status.reason, self.status.message) == (reason, message):
+    async def pending(self, reason: Reason, message: str, queue_position: int | None = None) -> None:
+        said = (self.status.reason, self.status.message, self.status.queue_position)
+        if said == (reason, message, queue_position):
             return
-        self.status.reason, self.status.message = reason, message
+        self.status.reason, self.status.message, self.status.queue_position = reason, message, queue_position
         refresh_conditions(self.status, self.body.metadata.get("generation"), timestamp())
         await self.reporter.patch(self.status)
 

@@ -1,0 +1,99 @@
+"""The queue, visible: a waiting migration shows its place and the limit it waits for; aborting or
+deleting a waiting one frees its place; maxInbound and the cluster-wide limit hold."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.kube.emulator import ApiServer, KopfOperator
+from tests.operator.conftest import HANDLERS, NS, host, migration, until, wait_phase, where
+
+SLOW = {"memoryMiB": 4096}  # about 4 s at 1000 MiB/s: long enough to queue behind
+
+
+def status(kube: ApiServer, name: str) -> dict[str, Any]:
+    return dict((kube.read("domainmigrations", name, NS) or {}).get("status") or {})
+
+
+def waiting(kube: ApiServer, name: str) -> bool:
+    return status(kube, name).get("reason") == "WaitingForSlot"
+
+
+async def test_waiting_migrations_show_their_place_and_an_abort_frees_it(
+    kube: ApiServer, world: str, operator: KopfOperator
+) -> None:
+    domains = [{"name": n, **SLOW} for n in ("web", "db", "cache")]
+    kube.apply(host("host-a", world, domains, linkMiBps=1000, limits={"maxOutbound": 1}))
+    kube.apply(host("host-b", world, linkMiBps=1000))
+    kube.apply(migration("web", domain="web"))
+    await until(lambda: status(kube, "web").get("phase") in ("Validating", "Preparing", "Migrating"))
+    kube.apply(migration("db", domain="db"))
+    await until(lambda: waiting(kube, "db"))
+    kube.apply(migration("cache", domain="cache"))
+    await until(lambda: waiting(kube, "cache") and status(kube, "cache").get("queuePosition") == 2)
+    assert status(kube, "db")["queuePosition"] == 1
+    assert "maxOutbound is 1" in status(kube, "cache")["message"] and "place 2" in status(kube, "cache")["message"]
+    kube.patch_object("domainmigrations", "db", {"spec": {"abort": True}}, NS)
+    aborted = await wait_phase(kube, "db", {"Aborted", "Failed", "Succeeded"})
+    assert aborted["status"]["phase"] == "Aborted" and "nothing moved" in aborted["status"]["message"]
+    await until(lambda: status(kube, "cache").get("queuePosition") in (1, None))
+    done = await wait_phase(kube, "cache", {"Succeeded", "Failed", "Aborted"}, within=40)
+    assert done["status"]["phase"] == "Succeeded" and done["status"].get("queuePosition") is None
+    assert where(world, "db") == {"host-a": "running"}
+
+
+async def test_deleting_a_waiting_migration_frees_its_place(
+    kube: ApiServer, world: str, operator: KopfOperator
+) -> None:
+    domains = [{"name": n, **SLOW} for n in ("web", "db", "cache")]
+    kube.apply(host("host-a", world, domains, linkMiBps=1000, limits={"maxOutbound": 1}))
+    kube.apply(host("host-b", world, linkMiBps=1000))
+    for name in ("web", "db", "cache"):
+        kube.apply(migration(name, domain=name))
+        await until(lambda n=name: status(kube, n).get("phase") is not None)  # type: ignore[misc]
+    await until(lambda: status(kube, "cache").get("queuePosition") == 2)
+    kube.delete_object("domainmigrations", "db", NS)
+    await until(lambda: kube.read("domainmigrations", "db", NS) is None)
+    await until(lambda: status(kube, "cache").get("queuePosition") in (1, None))
+    assert (await wait_phase(kube, "cache", {"Succeeded"}, within=40))["status"]["phase"] == "Succeeded"
+    assert where(world, "db") == {"host-a": "running"}
+
+
+async def test_max_inbound_queues_migrations_to_one_host(kube: ApiServer, world: str, operator: KopfOperator) -> None:
+    kube.apply(host("host-a", world, [{"name": "web", **SLOW}], linkMiBps=1000))
+    kube.apply(host("host-c", world, [{"name": "db", **SLOW}], linkMiBps=1000))
+    kube.apply(host("host-b", world, linkMiBps=1000, limits={"maxInbound": 1}))
+    kube.apply(migration("web", domain="web"))
+    await until(lambda: status(kube, "web").get("phase") in ("Validating", "Preparing", "Migrating"))
+    kube.apply(migration("db", domain="db", source="host-c"))
+    await until(lambda: waiting(kube, "db"))
+    assert "1 migrations inbound to host-b already run (maxInbound is 1)" in status(kube, "db")["message"]
+    assert status(kube, "db")["queuePosition"] == 1
+    assert (await wait_phase(kube, "db", {"Succeeded"}, within=40))["status"]["phase"] == "Succeeded"
+
+
+@pytest.fixture
+async def one_at_a_time(
+    kube: ApiServer, operator_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[KopfOperator]:
+    monkeypatch.setenv("DOMIG_MAX_PARALLEL", "1")  # the handlers module is executed afresh per operator
+    async with KopfOperator(kube, HANDLERS) as op:
+        yield op
+
+
+async def test_the_cluster_wide_limit_queues_across_hosts(
+    kube: ApiServer, world: str, one_at_a_time: KopfOperator
+) -> None:
+    kube.apply(host("host-a", world, [{"name": "web", **SLOW}], linkMiBps=1000))
+    kube.apply(host("host-c", world, [{"name": "db", **SLOW}], linkMiBps=1000))
+    kube.apply(host("host-b", world, linkMiBps=1000))
+    kube.apply(host("host-d", world, linkMiBps=1000))
+    kube.apply(migration("web", domain="web"))
+    await until(lambda: status(kube, "web").get("phase") in ("Validating", "Preparing", "Migrating"))
+    kube.apply(migration("db", domain="db", source="host-c", destination="host-d"))
+    await until(lambda: waiting(kube, "db"))
+    assert "in the cluster already run (the cluster-wide limit is 1)" in status(kube, "db")["message"]
+    assert (await wait_phase(kube, "db", {"Succeeded"}, within=40))["status"]["phase"] == "Succeeded"
