@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from controller.api.convergence import ConvergenceStep
@@ -35,6 +35,15 @@ class Watch:
     noted: str = ""
     lost_since: float | None = None  # when the source stopped answering
     clocks: Clocks | None = None  # the convergence schedule's
+    passes: dict[int, int] = field(default_factory=dict)  # pre-copy pass -> data remaining when first seen
+
+    def pass_ratio(self, job: JobInfo) -> float | None:
+        """The last pass's size over the one before it, as measured (None until two are seen)."""
+        if job.iteration is None or job.data_remaining is None or job.postcopy:
+            return None
+        self.passes.setdefault(job.iteration, job.data_remaining)
+        now, before = self.passes.get(job.iteration), self.passes.get(job.iteration - 1)
+        return now / before if now is not None and before else None
 
 
 def _now() -> float:
@@ -45,7 +54,8 @@ async def monitor(run: Run) -> Phase:
     watch = Watch(best_at=_now(), clocks=Clocks(step_started=_now(), best_at=_now()))
     while True:
         job = await _read_job(run, watch)
-        outlook = forecast(job, run.downtime_limit_ms, paused=watch.switched == "suspend")
+        ratio = watch.pass_ratio(job)
+        outlook = forecast(job, run.downtime_limit_ms, paused=watch.switched == "suspend", measured_ratio=ratio)
         if job.phase is not JobPhase.none or job.data_total is not None:
             run.status.progress = progress_of(job, run.elapsed(), outlook)
         if job.phase is JobPhase.completed:
