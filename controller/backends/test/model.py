@@ -125,6 +125,8 @@ def fault_stall(before: float, after: float, rate: float, touch_bps: float, memo
     if touch_bps <= 0 or before <= after:
         return 0.0
     k = touch_bps / memory
+    if k * before <= 1e-12 * rate:  # touching so little that the wait is below a float's precision
+        return 0.0
     # log1p keeps the difference exact when the guest touches little
     waited = (before - after) - rate / k * math.log1p(k * (before - after) / (rate + k * after))
     return max(0.0, waited / rate)
