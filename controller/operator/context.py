@@ -31,3 +31,4 @@ class Context:
     drivers: DriverTable
     admission: Admission
     indexes: Indexes  # kopf's, handed to the start-up handler once; the same objects for the whole run
+    exiting: bool = False  # a daemon was stopped because the operator exits: start no new work

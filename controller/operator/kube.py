@@ -38,6 +38,23 @@ class Kube:
         except ApiException as exc:
             raise in_kopf_terms(exc, f"the status of {plural} {namespace + '/' if namespace else ''}{name}") from exc
 
+    async def read(self, plural: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """The object as the API server holds it now (None if it is gone), not as a watch last said."""
+        found: object
+        try:
+            if namespace:
+                found = await asyncio.to_thread(
+                    self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+                )
+            else:
+                found = await asyncio.to_thread(self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise in_kopf_terms(exc, f"{plural} {namespace + '/' if namespace else ''}{name}") from exc
+        assert isinstance(found, dict), "the client decodes an object's JSON to a dict"
+        return found
+
     async def secret(self, name: str, namespace: str) -> dict[str, str] | None:
         """The Secret's data, decoded; None if it does not exist."""
         try:

@@ -59,8 +59,7 @@ class MigrationDaemon:
         self.namespaces = ctx.indexes.namespace_labels
         self.logger = logger
         self.controls = Controls()
-        marker = (body.get("status") or {}).get("migrationStartTime")
-        self.reporter = Reporter(ctx.kube, body, ctx.config.progress_interval, logger, marker)
+        self.reporter: Reporter  # once run() has read what is saved
         self.name = str(body.metadata.name)
         self.namespace = str(body.metadata.namespace)
         self.status = DomainMigrationStatus()
@@ -76,13 +75,27 @@ class MigrationDaemon:
         return source.spec.driver if source else metrics.UNKNOWN
 
     async def run(self) -> None:
+        if self.ctx.exiting:
+            # kopf works through its queued events for a moment after it stopped the daemons, and
+            # spawns one again for an object whose daemon has just left: nothing to start here.
+            self.logger.debug("the operator is stopping: this migration is left to the next one")
+            return
+        # What the API server holds, not kopf's body: that is the body of the event that spawned this
+        # daemon, which may predate the last patches of the daemon before (in this process or another
+        # replica), the migrate-call marker among them; without it a running migration looks like
+        # somebody else's, and the engine would end it Busy.
+        saved = await self.ctx.kube.read("domainmigrations", self.name, self.namespace)
+        if saved is None:
+            return  # deleted meanwhile
+        saved_status = saved.get("status") or {}
+        self.reporter = Reporter(self.ctx.kube, self.body, self.ctx.config.progress_interval, self.logger, saved_status)
         try:
-            self.status = DomainMigrationStatus.parse(known_status(self.body.get("status")))
+            self.status = DomainMigrationStatus.parse(known_status(saved_status))
         except SpecError:
             self.status = DomainMigrationStatus()
         if self.status.phase.terminal:
             return  # finished: never run again, whatever is re-applied
-        self.accepted = dict(self.status.accepted_spec or self.body.spec)
+        self.accepted = dict(self.status.accepted_spec or saved.get("spec") or self.body.spec)
         watcher = asyncio.create_task(self.follow_spec())
         try:
             try:
@@ -104,6 +117,8 @@ class MigrationDaemon:
         except Ended:
             pass
         finally:
+            if self.stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_EXITING in self.stopped.reason:
+                self.ctx.exiting = True
             watcher.cancel()
             self.ctx.admission.release(self.key)
             metrics.forget(self.namespace, self.name)

@@ -44,8 +44,10 @@ class Reporter:
         body: kopf.Body,
         interval: float,
         logger: logging.Logger | logging.LoggerAdapter[Any],
-        initial_marker: str | None = None,
+        saved: Mapping[str, Any] | None = None,
     ) -> None:
+        """`saved`: the status as the API server holds it when the daemon starts (not kopf's copy)."""
+        saved = saved or {}
         self.kube = kube
         self.body = body
         self.interval = interval
@@ -53,11 +55,11 @@ class Reporter:
         self.last_patch = float("-inf")
         self.refusal: Refusal | None = None  # SpecChangeRefused, once the live spec has been looked at
         self.last: DomainMigrationStatus | None = None
-        self.saved_marker = initial_marker
+        self.saved_marker: str | None = saved.get("migrationStartTime")
         self.observed: int | None = None  # the generation the last patch recorded
         self._patching = asyncio.Lock()
         # Convergence steps already told as Events (a resumed daemon does not tell them twice).
-        self.steps_told = len((body.get("status") or {}).get("convergence") or [])
+        self.steps_told = len(saved.get("convergence") or [])
 
     @property
     def name(self) -> str:

@@ -69,6 +69,7 @@ def _both(verbs: Sequence[str], resource: str, group: str = "", **kw: Any) -> li
 
 PERMISSIONS: list[Permission] = [
     *_both(("list", "watch"), "domainmigrations", GROUP, per_namespace=True, why="no migration would be seen"),
+    Permission("get", "domainmigrations", GROUP, per_namespace=True, why="no migration would start or resume"),
     Permission("patch", "domainmigrations", GROUP, per_namespace=True, why="kopf keeps its finalizer and state there"),
     Permission("patch", "domainmigrations", GROUP, "status", per_namespace=True, why="no progress would be recorded"),
     *_both(("list", "watch"), "hypervisorhosts", GROUP, why="no host would be known"),

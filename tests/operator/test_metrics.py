@@ -155,12 +155,7 @@ async def test_an_operator_stop_drops_the_series_and_a_resume_counts_it_active_a
         await until(lambda: sample("domig_migration_data_remaining_bytes", **ours) is not None)
         assert sample("domig_migrations_active") == 1
     # Stopped mid-migration: the hypervisor goes on, this process no longer follows it.
-    seen = status(kube, "resumed")
-    if seen["phase"] == "Failed" and seen.get("reason") == "Busy":
-        # Seen twice under the full suite's load, never alone: a second engine met the job before
-        # the marker's patch and ended it Busy. Not understood yet (closing note); kept visible.
-        pytest.xfail(f"known, under investigation: Busy at start under load: {seen.get('message')}")
-    assert seen["phase"] == "Migrating", seen
+    assert status(kube, "resumed")["phase"] == "Migrating", status(kube, "resumed")
     assert sample("domig_migrations_active") == 0
     assert all(sample(name, **ours) is None for name in PER_MIGRATION)
     async with KopfOperator(kube, HANDLERS):
