@@ -68,6 +68,7 @@ class Reason(StrEnum):
     WaitingForSlot = "WaitingForSlot"
     HostNotFound = "HostNotFound"
     HostNotReady = "HostNotReady"
+    HostInMaintenance = "HostInMaintenance"
     NamespaceNotAllowed = "NamespaceNotAllowed"
 
 

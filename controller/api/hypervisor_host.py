@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, StrictInt, create_model
+from pydantic import Field, StrictBool, StrictInt, create_model
 
 from controller.api.base import Model
 from controller.api.drivers import DriverDeclaration, declarations
@@ -31,6 +31,8 @@ class HostSpecBase(Model):
     credentials_secret_ref: SecretRef | None = None
     limits: HostLimits = Field(default_factory=HostLimits)
     allowed_namespaces: list[str] | None = None
+    # No new migrations to it (they wait Pending); those under way go on, and domains may leave.
+    maintenance: StrictBool = False
 
     DRIVERS: ClassVar[Mapping[str, DriverDeclaration]] = {}
 

@@ -51,6 +51,11 @@ def check_host(index: HostIndex, name: str, field: str, namespace: str) -> Hyper
             f"HypervisorHost {name} does not allow namespace {namespace} (allowedNamespaces: {', '.join(allowed)})",
             final=True,
         )
+    if field == "destination" and host.spec.maintenance:
+        raise HostProblem(
+            Reason.HostInMaintenance,
+            f"HypervisorHost {name} is in maintenance (spec.maintenance): no new migrations to it until it ends",
+        )
     if host.status.reachable is False:
         raise HostProblem(Reason.HostNotReady, f"HypervisorHost {name} is not ready: {host.status.message or ''}")
     return host

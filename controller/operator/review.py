@@ -95,6 +95,10 @@ def _check_hosts(
             )
             continue
         found[side] = host
+        if side == "destination" and host.spec.maintenance:
+            verdict.warnings.append(
+                f"spec.destination: HypervisorHost {name} is in maintenance; the migration waits Pending until it ends"
+            )
         allowed = host.spec.allowed_namespaces
         if allowed is not None and namespace not in allowed:
             verdict.problems.append(

@@ -93,3 +93,25 @@ async def test_hosts_are_probed_and_an_unreachable_one_is_not_ready(
     assert "cannot connect to host-x" in x["message"]  # type: ignore[operator]
     kube.apply(migration("m", domain="web", destination="host-x"))
     await until(lambda: phase_of(kube, "m") == ("Pending", "HostNotReady"))
+
+
+async def test_a_host_in_maintenance_takes_no_new_migrations_until_it_ends(
+    kube: ApiServer, world: str, operator: KopfOperator
+) -> None:
+    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 256}]))
+    kube.apply(host("host-b", world, maintenance=True))
+    kube.apply(migration("m"))
+    await until(lambda: phase_of(kube, "m") == ("Pending", "HostInMaintenance"))
+    message = kube.read("domainmigrations", "m", NS)["status"]["message"]  # type: ignore[index]
+    assert "HypervisorHost host-b is in maintenance (spec.maintenance)" in message
+    assert world_state(world).get("migrateCalls", 0) == 0
+    kube.patch_object("hypervisorhosts", "host-b", {"spec": {"maintenance": False}})
+    done = await wait_phase(kube, "m", {"Succeeded", "Failed"}, within=30)
+    assert done["status"]["phase"] == "Succeeded"
+
+
+async def test_domains_may_leave_a_host_in_maintenance(kube: ApiServer, world: str, operator: KopfOperator) -> None:
+    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 256}], maintenance=True))
+    kube.apply(host("host-b", world))
+    kube.apply(migration("m"))
+    assert (await wait_phase(kube, "m", {"Succeeded", "Failed"}, within=30))["status"]["phase"] == "Succeeded"
