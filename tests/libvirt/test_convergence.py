@@ -64,4 +64,3 @@ async def test_a_policy_forbidding_post_copy_refuses_the_same_spec_and_nothing_m
     assert (status.phase, status.reason) == (Phase.Failed, Reason.PolicyForbids)
     assert "spec.convergence[1].do.postCopy: PolicyForbids: MigrationPolicy no-postcopy" in (status.message or "")
     assert lab.running_on(name) == [A]
-
