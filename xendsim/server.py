@@ -104,12 +104,14 @@ def _accepted(request: web.Request) -> web.Response:
 
 
 async def _get_node(request: web.Request) -> web.Response:
+    """XendNode.info() of xend 3.x, in its order: uname, physinfo (memory in MiB), xeninfo, xendinfo."""
     node = request.app[NODE_KEY]
     config = node.config
     major, _, minor = config.version.partition(".")
     return _sxp_response(
         [
             "node",
+            ["system", "Linux"],
             ["host", config.node_hostname],
             ["release", "2.6.18-xen"],
             ["version", "#1 SMP xendsim"],
@@ -120,6 +122,7 @@ async def _get_node(request: web.Request) -> web.Response:
             ["cores_per_socket", config.nr_cpus],
             ["threads_per_core", 1],
             ["cpu_mhz", 2400],
+            ["hw_caps", "bfebfbff:20100800:00000000:00000140:0000e3bd:00000000:00000001"],
             ["total_memory", config.total_memory],
             ["free_memory", node.state.free_memory],
             ["xen_major", int(major)],
@@ -128,7 +131,12 @@ async def _get_node(request: web.Request) -> web.Response:
             ["xen_caps", "xen-3.0-x86_64 xen-3.0-x86_32p"],
             ["xen_scheduler", "credit"],
             ["xen_pagesize", 4096],
+            ["platform_params", "virt_start=0xffff800000000000"],
+            ["xen_changeset", "unavailable"],
             ["cc_compiler", "xendsim"],
+            ["cc_compile_by", "xendsim"],
+            ["cc_compile_domain", "localdomain"],
+            ["cc_compile_date", "Thu Jan  1 00:00:00 UTC 1970"],
             ["xend_config_format", 4],
             ["xendsim_name", config.name],
         ]

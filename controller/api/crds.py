@@ -163,7 +163,14 @@ def hypervisor_host_crd(spec_model: type[Model] = HypervisorHostSpec) -> Schema:
         {"name": "URI", "type": "string", "jsonPath": ".spec.uri"},
         {"name": "Reachable", "type": "boolean", "jsonPath": ".status.reachable"},
         {"name": "Domains", "type": "integer", "jsonPath": ".status.domainCount"},
+        {"name": "Running", "type": "integer", "jsonPath": ".status.runningDomains"},
+        {"name": "Free Memory", "type": "integer", "jsonPath": ".status.memoryFreeBytes", "description": "bytes"},
+        {"name": "CPUs", "type": "integer", "jsonPath": ".status.cpus"},
+        {"name": "In", "type": "integer", "jsonPath": ".status.migrationsIn", "description": "migrations to it"},
+        {"name": "Out", "type": "integer", "jsonPath": ".status.migrationsOut", "description": "migrations from it"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Total Memory", "type": "integer", "jsonPath": ".status.memoryTotalBytes", "priority": 1},
+        {"name": "CPU Model", "type": "string", "jsonPath": ".status.cpuModel", "priority": 1},
     ]
     spec = with_rules(model_schema(spec_model), spec_model)
     return crd(

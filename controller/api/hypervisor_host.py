@@ -81,6 +81,15 @@ class HypervisorHostStatus(Model):
     hostname: str | None = None
     hypervisor_version: str | None = None
     domain_count: int | None = None
+    # What the host has, as its driver tells (absent where it cannot), at the last probe that reached it.
+    memory_total_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    cpus: int | None = None
+    cpu_model: str | None = None
+    running_domains: int | None = None
+    # This operator's migrations past admission and not finished, to and from the host.
+    migrations_in: int | None = None
+    migrations_out: int | None = None
     last_probe_time: str | None = None
     message: str | None = None
     conditions: list[Condition] = Field(default_factory=list)

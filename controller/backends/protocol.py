@@ -38,6 +38,8 @@ class Capabilities:
     suspend: bool = False  # can pause the source to force convergence
     job_history: bool = False  # a finished job stays visible, so "no job" means "never started"
     live_tuning: frozenset[str] = frozenset()
+    capacity: bool = False  # capacity() reports the host's memory, CPUs and running domains
+    cpu_compare: bool = False  # guest_cpu() and cpu_fits() tell whether a guest's CPU runs on a host
 
 
 class Credentials:
@@ -115,6 +117,20 @@ NO_JOB = JobInfo(JobPhase.none)
 
 
 @dataclass(frozen=True)
+class HostCapacity:
+    """What a host has, as its hypervisor says; None where the driver cannot tell."""
+
+    memory_total_bytes: int | None = None
+    memory_free_bytes: int | None = None  # what a new guest could have now
+    cpus: int | None = None
+    cpu_model: str | None = None
+    running_domains: int | None = None  # guests running or paused, not the host's own (xend's Domain-0)
+
+
+UNKNOWN_CAPACITY = HostCapacity()
+
+
+@dataclass(frozen=True)
 class MigrationRequest:
     domain: str
     hostname: str
@@ -163,6 +179,19 @@ class Connection(ABC):
 
     async def tune(self, domain: str, name: str, value: int) -> None:
         raise BackendError(f"changing {name} during migration is not supported", Reason.NoSupport)
+
+    async def capacity(self) -> HostCapacity:
+        return UNKNOWN_CAPACITY
+
+    async def guest_cpu(self, domain: str) -> str | None:
+        """On the source: the domain's CPU definition, in the driver's own words, for cpu_fits()
+        on a destination of the same driver; None when the driver cannot tell."""
+        return None
+
+    async def cpu_fits(self, guest_cpu: str) -> tuple[bool, str] | None:
+        """On the destination: whether this host can run a guest with that CPU, and what the
+        hypervisor said (why not, when not); None when the driver cannot tell."""
+        return None
 
     @abstractmethod
     async def resume(self, domain: str) -> None: ...

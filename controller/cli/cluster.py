@@ -143,20 +143,46 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+HOST_COLUMNS = (
+    "NAME", "DRIVER", "URI", "READY", "HOSTNAME", "DOMAINS", "RUNNING", "FREE MEMORY", "TOTAL MEMORY", "CPUS",
+    "CPU MODEL", "IN", "OUT", "MESSAGE",
+)  # fmt: skip
+
+
 def cmd_hosts(args: argparse.Namespace) -> int:
     items = cast(Obj, _api().list_cluster_custom_object(GROUP, VERSION, "hypervisorhosts"))["items"]
     table = Table()
-    for column in ("NAME", "DRIVER", "URI", "READY", "HOSTNAME", "DOMAINS", "MESSAGE"):
+    for column in HOST_COLUMNS:
         table.add_column(column, overflow="fold")
     for obj in items:
         status = obj.get("status") or {}
         ready = next((c["status"] for c in status.get("conditions", []) if c.get("type") == "Ready"), "Unknown")
         table.add_row(
             obj["metadata"]["name"], obj["spec"].get("driver", ""), obj["spec"].get("uri", ""), ready,
-            str(status.get("hostname") or ""), str(status.get("domainCount") or ""), status.get("message") or "",
+            _shown(status.get("hostname")), _shown(status.get("domainCount")), _shown(status.get("runningDomains")),
+            _size(status.get("memoryFreeBytes")), _size(status.get("memoryTotalBytes")), _shown(status.get("cpus")),
+            _shown(status.get("cpuModel")), _shown(status.get("migrationsIn")), _shown(status.get("migrationsOut")),
+            status.get("message") or "",
         )  # fmt: skip
-    Console(width=200).print(table)
+    Console(width=240).print(table)
     return EXIT_OK
+
+
+def _shown(value: object) -> str:
+    """A status field as text; one the host did not report is blank (a zero is not)."""
+    return "" if value is None else str(value)
+
+
+def _size(count: object) -> str:
+    """Bytes in binary units, one decimal: 1.5 GiB."""
+    if not isinstance(count, int):
+        return ""
+    amount, unit = float(count), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if amount < 1024:
+            break
+        amount, unit = amount / 1024, bigger
+    return f"{count} B" if unit == "B" else f"{amount:.1f} {unit}"
 
 
 def _progress(status: DomainMigrationStatus) -> str:

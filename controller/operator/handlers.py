@@ -23,7 +23,7 @@ from controller.operator.host_resources import limits_of
 from controller.operator.kube import Kube
 from controller.operator.migrations import MigrationDaemon, running_tickets, ticket_of
 from controller.operator.policy_resources import policy_for
-from controller.operator.probe import probe
+from controller.operator.probe import migration_counts, probe
 from controller.operator.reporting import record_edit
 from controller.operator.review import review_host, review_migration, review_policy
 from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
@@ -177,13 +177,16 @@ if CONFIG.webhook_listen:
 @kopf.timer(GROUP, VERSION, "hypervisorhosts", interval=CONFIG.probe_interval, initial_delay=0.1)
 async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
     logs.about(body)
+    name = str(body.metadata.name)
+    # Known without the host: the migrations admitted to and from it (the index and this replica's own).
+    patch.status.update(migration_counts(name, memo.ctx.admission.holders().values()))
     previous = {"conditions": body.status.get("conditions", [])}  # so Ready keeps its transition time
     try:
         host = HypervisorHost.parse({"metadata": dict(body.metadata), "spec": dict(body.spec), "status": previous})
     except SpecError as exc:
         patch.status["reachable"] = False
         patch.status["message"] = "; ".join(exc.problems)
-        metrics.host_probed(str(body.metadata.name), str(body.spec.get("driver", metrics.UNKNOWN)), False)
+        metrics.host_probed(name, str(body.spec.get("driver", metrics.UNKNOWN)), False)
         return
     patch.status.update(await probe(host, memo.ctx.drivers, memo.ctx.kube))
 

@@ -11,7 +11,7 @@ import pytest
 
 from controller.api.enums import MigrationFlag, Reason
 from controller.api.status import DomainState
-from controller.backends.protocol import BackendError, HostConfig, JobPhase, MigrationRequest
+from controller.backends.protocol import BackendError, HostCapacity, HostConfig, JobPhase, MigrationRequest
 from controller.backends.test.driver import TestDriver
 from controller.backends.test.world import domain_record
 
@@ -161,3 +161,70 @@ async def test_concurrent_writers_do_not_lose_updates(tmp_path: Path) -> None:
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
     saved = json.loads((tmp_path / "state.json").read_text())
     assert len(saved["hosts"]) == 80
+
+
+TiB = 1024**4
+GiB = 1024**3
+
+
+async def test_a_host_that_names_no_size_is_large_and_says_so() -> None:
+    driver = TestDriver()
+    conn = await driver.connect(HostConfig("a", "test", "test:///default"))
+    assert await conn.capacity() == HostCapacity(
+        memory_total_bytes=TiB, memory_free_bytes=TiB, cpus=256, cpu_model=None, running_domains=0
+    )
+    assert driver.capabilities.capacity and driver.capabilities.cpu_compare
+
+
+@pytest.mark.looptime
+async def test_capacity_counts_what_runs_and_follows_a_migration() -> None:
+    driver = TestDriver()
+    domains = [
+        {"name": "web", "memoryMiB": 2048},
+        {"name": "db", "memoryMiB": 4096},
+        {"name": "archive", "memoryMiB": 8192, "running": False},
+    ]
+    a = HostConfig("a", "test", "test:///default", options={"domains": domains, "memoryMiB": 16384, "cpus": 8})
+    b = HostConfig("b", "test", "test:///default", options={"memoryMiB": 8192, "cpus": 4, "cpuModel": "EPYC"})
+    src, dst = await driver.connect(a), await driver.connect(b)
+    assert await src.capacity() == HostCapacity(16 * GiB, 10 * GiB, 8, None, 2)  # archive is shut off
+    assert await dst.capacity() == HostCapacity(8 * GiB, 8 * GiB, 4, "EPYC", 0)
+    await src.migrate(dst, MigrationRequest("web", "b", flags=LIVE | {MigrationFlag.undefineSource}))
+    # On its way, the domain still holds its memory on the source, and nothing yet on the destination.
+    assert (await src.capacity()).memory_free_bytes == 10 * GiB
+    assert (await dst.capacity()).memory_free_bytes == 8 * GiB
+    await asyncio.sleep(5)
+    assert (await src.job("web")).phase is JobPhase.completed
+    assert await src.capacity() == HostCapacity(16 * GiB, 12 * GiB, 8, None, 1)
+    assert await dst.capacity() == HostCapacity(8 * GiB, 6 * GiB, 4, "EPYC", 1)
+
+
+@pytest.mark.looptime
+async def test_a_guest_cpu_model_runs_only_on_a_host_of_that_model() -> None:
+    driver = TestDriver()
+    uri = "test:///default"
+    domains = [{"name": "web", "cpuModel": "Skylake"}, {"name": "any"}]
+    a = await driver.connect(HostConfig("a", "test", uri, options={"domains": domains, "cpuModel": "Skylake"}))
+    epyc = await driver.connect(HostConfig("epyc", "test", uri, options={"cpuModel": "EPYC"}))
+    same = await driver.connect(HostConfig("same", "test", uri, options={"cpuModel": "Skylake"}))
+    plain = await driver.connect(HostConfig("plain", "test", uri))
+    assert await a.guest_cpu("web") == "Skylake" and await a.guest_cpu("any") is None
+    with pytest.raises(BackendError) as info:
+        await a.guest_cpu("nosuch")
+    assert info.value.reason is Reason.DomainNotFound
+    assert await epyc.cpu_fits("Skylake") == (False, "epyc's CPU is EPYC, the guest's is Skylake")
+    assert await same.cpu_fits("Skylake") == (True, "same's CPU is Skylake")
+    assert await plain.cpu_fits("Skylake") == (True, "plain runs any CPU model")
+    # The destination refuses it as libvirt's Prepare does: the guest stays where it runs.
+    with pytest.raises(BackendError) as info:
+        await a.migrate(epyc, MigrationRequest("web", "epyc", flags=LIVE))
+    assert info.value.reason is Reason.TargetFailed
+    assert str(info.value) == (
+        "the guest CPU is incompatible with the host CPU: epyc's CPU is EPYC, the guest's is Skylake"
+    )
+    assert (await a.job("web")).phase is JobPhase.none and (await a.lookup("web")).running  # type: ignore[union-attr]
+    await a.migrate(epyc, MigrationRequest("any", "epyc", flags=LIVE))  # a guest that names no model goes anywhere
+    await a.migrate(same, MigrationRequest("web", "same", flags=LIVE))
+    await asyncio.sleep(5)
+    assert (await a.job("web")).phase is JobPhase.completed
+    assert await same.guest_cpu("web") == "Skylake"  # the model travels with the guest

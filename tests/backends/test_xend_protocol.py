@@ -11,7 +11,14 @@ from aiohttp import web
 
 from controller.api.enums import MigrationFlag, Reason
 from controller.api.status import DomainState
-from controller.backends.protocol import BackendError, Credentials, HostConfig, JobPhase, MigrationRequest
+from controller.backends.protocol import (
+    BackendError,
+    Credentials,
+    HostCapacity,
+    HostConfig,
+    JobPhase,
+    MigrationRequest,
+)
 from controller.backends.xend import sxp as xsxp
 from controller.backends.xend.driver import XendConnection, XendDriver, state_of
 from controller.backends.xend.transport import XendSaidNo, check, parse_uri
@@ -164,6 +171,81 @@ async def test_node_domains_and_lookup(driver: XendDriver) -> None:
         assert (web.uuid, web.state, web.memory_bytes) == (UUID, DomainState.running, 256 * 1024 * 1024)
         assert await a.lookup("nope") is None
         assert await a.lookup("1") is None  # xend matches domids too; a name was asked for
+
+
+MiB = 1024 * 1024
+
+
+async def test_capacity_from_the_node_record_and_the_domains(driver: XendDriver) -> None:
+    domains = [f"name=web,memory=256,uuid={UUID}", "name=db,memory=512,state=paused", "name=old,memory=64,state=halted"]
+    async with xend_lab(domains=domains, total_memory=4096, nr_cpus=8) as lab:
+        a, b = await connect(driver, "a", lab.a.url), await connect(driver, "b", lab.b.url)
+        assert XendDriver.capabilities.capacity and not XendDriver.capabilities.cpu_compare
+        # Free is Xen's: 16384 MiB less Domain-0's 1024, web's 256 and db's 512; old is halted.
+        assert await a.capacity() == HostCapacity(16384 * MiB, 14592 * MiB, 4, None, 2)
+        assert await b.capacity() == HostCapacity(4096 * MiB, 3072 * MiB, 8, None, 0)
+        assert await a.guest_cpu("web") is None and await b.cpu_fits("anything") is None  # xend cannot tell
+
+
+async def test_an_incoming_domain_holds_its_memory_from_the_start_of_the_stream(driver: XendDriver) -> None:
+    async with xend_lab(memory_scale=SLOW) as lab:
+        a, b = await connect(driver, "a", lab.a.url), await connect(driver, "b", lab.b.url)
+        await a.migrate(b, MigrationRequest("web", "127.0.0.2", flags=frozenset({MigrationFlag.live})))
+        both = await a.capacity(), await b.capacity()
+        assert [(c.memory_free_bytes, c.running_domains) for c in both] == [(15104 * MiB, 1), (15104 * MiB, 1)]
+        await until(lambda: lab.b.domain("web") is not None and lab.b.domain("web").state is Power.RUNNING)  # type: ignore[union-attr]
+        await until(lambda: lab.a.domain("migrating-web") is None)
+        assert (await a.capacity()).memory_free_bytes == 15360 * MiB
+        assert (await a.capacity()).running_domains == 0
+
+
+# A Xen 3.1 host's node record, in the shape of xend's XendNode.info(): uname, physinfo (memory in
+# MiB), xeninfo, xendinfo; not the test xend's, so that the driver is not read only against it.
+XEN_31_NODE = """(node (system Linux) (host xen-b) (release 2.6.18-xen) (version '#1 SMP Tue Jan 15 12:00:00 UTC 2008')
+ (machine x86_64) (nr_cpus 8) (nr_nodes 1) (sockets_per_node 2) (cores_per_socket 4) (threads_per_core 1)
+ (cpu_mhz 2327) (hw_caps bfebfbff:20100800:00000000:00000140:0004e3bd:00000000:00000001) (total_memory 32767)
+ (free_memory 27138) (xen_major 3) (xen_minor 1) (xen_extra .3)
+ (xen_caps 'xen-3.0-x86_64 xen-3.0-x86_32p hvm-3.0-x86_32') (xen_scheduler credit) (xen_pagesize 4096)
+ (platform_params virt_start=0xffff800000000000) (xen_changeset unavailable)
+ (cc_compiler 'gcc version 4.1.2') (cc_compile_by root) (cc_compile_domain localdomain)
+ (cc_compile_date 'Tue Jan 15 2008') (xend_config_format 4))"""
+
+
+@pytest.mark.parametrize(
+    ("node", "domains", "expected"),
+    [
+        (
+            XEN_31_NODE,
+            "((domain (domid 0) (name Domain-0) (memory 4096) (state r-----))"
+            " (domain (domid 3) (name web) (memory 1024) (state -b----))"
+            " (domain (domid 4) (name dying) (memory 512) (state ----cd)))",
+            HostCapacity(32767 * MiB, 27138 * MiB, 8, None, 1),
+        ),
+        ("(node (host xen-b) (total_memory lots))", "()", HostCapacity(None, None, None, None, 0)),
+    ],
+    ids=["xen-3.1", "fields-missing-or-unreadable"],
+)
+async def test_capacity_from_a_xen_3_1_node_record(
+    driver: XendDriver, node: str, domains: str, expected: HostCapacity
+) -> None:
+    async def node_record(request: web.Request) -> web.Response:
+        return web.Response(text=node, content_type="application/sxp")
+
+    async def domain_list(request: web.Request) -> web.Response:
+        return web.Response(text=domains, content_type="application/sxp")
+
+    app = web.Application()
+    app.router.add_get("/xend/node", node_record)
+    app.router.add_get("/xend/domain/", domain_list)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        conn = await connect(driver, "a", f"http://{host}:{port}")
+        assert await conn.capacity() == expected
+    finally:
+        await runner.cleanup()
 
 
 async def test_in_flight_domain_is_not_found_as_itself_and_a_fresh_driver_sees_the_job(driver: XendDriver) -> None:

@@ -165,6 +165,7 @@ def _domain_xml(
     vcpus: int,
     disk: Path | None,
     extra_devices: str = "",
+    cpu: str = "",
 ) -> str:
     disk_xml = ""
     boot = ""
@@ -181,7 +182,7 @@ def _domain_xml(
   <name>{escape(name)}</name>
   <memory unit='MiB'>{memory_mib}</memory>
   <currentMemory unit='MiB'>{memory_mib}</currentMemory>
-  <vcpu>{vcpus}</vcpu>
+  <vcpu>{vcpus}</vcpu>{cpu}
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>{boot}
   </os>
@@ -201,9 +202,10 @@ def _domain_xml(
 """
 
 
-def idle_domain_xml(name: str, *, kvm: bool = False, memory_mib: int = 128, vcpus: int = 1) -> str:
-    """A guest with no disk and no network (SeaBIOS idles). ``kvm`` selects ``<domain type='kvm'>``."""
-    return _domain_xml(name, kvm=kvm, memory_mib=memory_mib, vcpus=vcpus, disk=None)
+def idle_domain_xml(name: str, *, kvm: bool = False, memory_mib: int = 128, vcpus: int = 1, cpu: str = "") -> str:
+    """A guest with no disk and no network (SeaBIOS idles). ``kvm`` selects ``<domain type='kvm'>``;
+    ``cpu`` is its ``<cpu>`` element (none: libvirt's default model, unchecked)."""
+    return _domain_xml(name, kvm=kvm, memory_mib=memory_mib, vcpus=vcpus, disk=None, cpu=cpu)
 
 
 def dirtying_domain_xml(

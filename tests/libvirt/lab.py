@@ -116,11 +116,11 @@ class Lab:
 
     # -- guests ------------------------------------------------------------------------------------
 
-    def idle_guest(self, prefix: str = "idle") -> str:
+    def idle_guest(self, prefix: str = "idle", cpu: str = "") -> str:
         name = unique(prefix)
         conn = self.hosts.a.open()
         try:
-            conn.defineXML(idle_domain_xml(name, kvm=self.kvm)).create()
+            conn.defineXML(idle_domain_xml(name, kvm=self.kvm, cpu=cpu)).create()
         finally:
             conn.close()
         return name

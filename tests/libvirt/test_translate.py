@@ -160,3 +160,15 @@ def test_a_zero_dirty_rate_in_the_first_pass_is_not_measured_yet() -> None:
     stats = {"type": 2, "data_total": 1000, "data_remaining": 600, "memory_bps": 50, "memory_dirty_rate": 0}
     assert job_of({**stats, "memory_iteration": 1}, JobPhase.active).dirty_rate is None
     assert job_of({**stats, "memory_iteration": 2}, JobPhase.active).dirty_rate == 0  # measured: an idle guest
+
+
+def test_the_destination_refusing_the_guest_cpu_is_target_failed() -> None:
+    libvirt = pytest.importorskip("libvirt")
+    from controller.api.enums import Reason
+    from controller.backends.libvirt.errors import backend_error
+
+    exc = libvirt.libvirtError(
+        "the CPU is incompatible with host CPU: Host CPU does not provide required features: svm"
+    )
+    exc.err = (libvirt.VIR_ERR_CPU_INCOMPATIBLE, 0, str(exc), 2, None, None, None, 0, 0)
+    assert backend_error(exc, None).reason is Reason.TargetFailed  # the guest never left the source

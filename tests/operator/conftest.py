@@ -49,8 +49,9 @@ async def operator(kube: ApiServer, operator_env: dict[str, str]) -> AsyncIterat
 
 def host(name: str, uri: str, domains: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
     test = {"linkMiBps": spec.pop("linkMiBps", 1000), "domains": domains or []}
-    if "faults" in spec:
-        test["faults"] = spec.pop("faults")
+    for key in ("faults", "memoryMiB", "cpus", "cpuModel"):  # the test driver's, under spec.test
+        if key in spec:
+            test[key] = spec.pop(key)
     return {
         "apiVersion": "domig.dev/v1alpha1",
         "kind": "HypervisorHost",

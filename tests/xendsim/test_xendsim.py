@@ -148,6 +148,19 @@ async def test_domain_list_and_node(source: XendHost, dest: XendHost, session: a
     assert info["host"] == "127.0.0.2"
     assert (info["xen_major"], info["xen_minor"]) == ("3", "1")
     assert int(info["free_memory"]) == int(info["total_memory"]) - 1024  # Domain-0 only
+    # xend 3.x's XendNode.info(), in its order: uname, physinfo, xeninfo, xendinfo (and the simulator's name).
+    assert [sxp.name(field) for field in node[1:]] == [  # type: ignore[index, arg-type]
+        "system", "host", "release", "version", "machine",
+        "nr_cpus", "nr_nodes", "sockets_per_node", "cores_per_socket", "threads_per_core", "cpu_mhz", "hw_caps",
+        "total_memory", "free_memory",
+        "xen_major", "xen_minor", "xen_extra", "xen_caps", "xen_scheduler", "xen_pagesize", "platform_params",
+        "xen_changeset", "cc_compiler", "cc_compile_by", "cc_compile_domain", "cc_compile_date",
+        "xend_config_format", "xendsim_name",
+    ]  # fmt: skip
+    status, node = await get_sxp(session, f"{source.url}/xend/node")
+    info = sxp.to_dict(node)  # type: ignore[arg-type]
+    running = 1024 + 256 + 128  # Domain-0, web, db
+    assert (int(info["total_memory"]), int(info["free_memory"]), info["nr_cpus"]) == (16384, 16384 - running, "4")
 
 
 # ---- migration --------------------------------------------------------------------

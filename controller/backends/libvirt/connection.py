@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import libvirt
 
 from controller.api.enums import Reason
-from controller.backends.libvirt import domains
+from controller.backends.libvirt import capacity, domains
 from controller.backends.libvirt.errors import backend_error, code_of, redact
 from controller.backends.libvirt.events import Waker
 from controller.backends.libvirt.migration import MigrationTask, managed_call, peer_to_peer_call
@@ -30,7 +30,16 @@ from controller.backends.libvirt.translate import (
     params_of,
     running_migration,
 )
-from controller.backends.protocol import NO_JOB, BackendError, Connection, DomainInfo, HostConfig, JobInfo, JobPhase
+from controller.backends.protocol import (
+    NO_JOB,
+    BackendError,
+    Connection,
+    DomainInfo,
+    HostCapacity,
+    HostConfig,
+    JobInfo,
+    JobPhase,
+)
 from controller.backends.protocol import MigrationRequest as Request
 
 T = TypeVar("T")
@@ -114,6 +123,15 @@ class LibvirtConnection(Connection):
 
     async def lookup(self, name_or_uuid: str) -> DomainInfo | None:
         return await self._call(domains.lookup, self._conn, name_or_uuid)
+
+    async def capacity(self) -> HostCapacity:
+        return await self._call(capacity.capacity_of, self._conn)
+
+    async def guest_cpu(self, domain: str) -> str | None:
+        return await self._call(capacity.guest_cpu_of, await self._domain(domain))
+
+    async def cpu_fits(self, guest_cpu: str) -> tuple[bool, str] | None:
+        return await self._call(capacity.cpu_fits_on, self._conn, guest_cpu)
 
     # -- migration --------------------------------------------------------------------------------
 

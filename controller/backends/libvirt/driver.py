@@ -31,6 +31,8 @@ CAPABILITIES = Capabilities(
     # defined on the source, so "no job" does not prove the migrate call was never made.
     job_history=False,
     live_tuning=frozenset({"bandwidth", "downtime"}),
+    capacity=True,
+    cpu_compare=True,
 )
 
 

@@ -35,6 +35,8 @@ REASONS: dict[int, Reason] = {
     **dict.fromkeys(_codes("VIR_ERR_NO_DOMAIN"), Reason.DomainNotFound),
     **dict.fromkeys(_codes("VIR_ERR_DOM_EXIST"), Reason.NameClash),
     **dict.fromkeys(_codes("VIR_ERR_OPERATION_ABORTED"), Reason.Aborted),
+    # Only the destination judges the guest's CPU (its Prepare step): the guest never left.
+    **dict.fromkeys(_codes("VIR_ERR_CPU_INCOMPATIBLE"), Reason.TargetFailed),
 }
 
 

@@ -17,6 +17,7 @@ from controller.backends.protocol import (
     Connection,
     DomainInfo,
     Driver,
+    HostCapacity,
     HostConfig,
     JobInfo,
     JobPhase,
@@ -24,6 +25,7 @@ from controller.backends.protocol import (
 )
 from controller.backends.test.declaration import DECLARATION
 from controller.backends.test.model import MiB, Plan
+from controller.backends.test.options import DEFAULT_HOST_CPUS, DEFAULT_HOST_MEMORY_MIB
 from controller.backends.test.world import (
     State,
     World,
@@ -46,7 +48,11 @@ CAPABILITIES = Capabilities(
     suspend=True,
     job_history=True,
     live_tuning=frozenset({"bandwidth", "downtime"}),
+    capacity=True,
+    cpu_compare=True,
 )
+
+ACTIVE_STATES = ("running", "paused")  # a domain in these holds its memory
 
 
 def _loop_clock() -> float:
@@ -82,6 +88,9 @@ class TestDriver(Driver):
                 state["hosts"][host.name] = {
                     "hostname": options.get("hostname") or host.name,
                     "linkMiBps": float(options.get("linkMiBps", 1000.0)),
+                    "memoryMiB": int(options.get("memoryMiB", DEFAULT_HOST_MEMORY_MIB)),
+                    "cpus": int(options.get("cpus", DEFAULT_HOST_CPUS)),
+                    "cpuModel": options.get("cpuModel"),
                     "faults": dict(options.get("faults") or {}),
                     "domains": {d["name"]: domain_record(d) for d in options.get("domains", [])},
                 }
@@ -105,6 +114,15 @@ def _clash(record: dict[str, Any], domains: dict[str, Any], target: str) -> str 
         if other["uuid"] == record["uuid"]:
             return f"domain {other['name']!r} is already defined with uuid {record['uuid']}"
     return None
+
+
+def _cpu_refusal(guest_cpu: str | None, host: dict[str, Any], name: str) -> str | None:
+    """Why the host cannot run a guest with that CPU model: a named model runs only on a host of
+    that model; a guest or host that names none runs anywhere."""
+    model = host.get("cpuModel")
+    if guest_cpu is None or model is None or guest_cpu == model:
+        return None
+    return f"{name}'s CPU is {model}, the guest's is {guest_cpu}"
 
 
 def _info(record: dict[str, Any], state: str | None = None) -> DomainInfo:
@@ -172,6 +190,38 @@ class TestConnection(Connection):
                 return info
         return None
 
+    async def capacity(self) -> HostCapacity:
+        """The host's size as its spec says; what its active domains hold is taken. An incoming
+        domain counts once it has arrived, as the source's counts until then."""
+        with self.world.txn() as state:
+            host = self._host(state)
+            active = [d for d in host["domains"].values() if d["state"] in ACTIVE_STATES]
+            total = int(host.get("memoryMiB", DEFAULT_HOST_MEMORY_MIB)) * MiB
+            return HostCapacity(
+                memory_total_bytes=total,
+                memory_free_bytes=max(0, total - sum(memory_bytes(d) for d in active)),
+                cpus=int(host.get("cpus", DEFAULT_HOST_CPUS)),
+                cpu_model=host.get("cpuModel"),
+                running_domains=len(active),
+            )
+
+    async def guest_cpu(self, domain: str) -> str | None:
+        with self.world.txn() as state:
+            record = self._host(state)["domains"].get(domain)
+            if record is None:
+                raise BackendError(f"no domain {domain!r} on {self.host.name}", Reason.DomainNotFound)
+            model: str | None = record.get("cpuModel")
+            return model
+
+    async def cpu_fits(self, guest_cpu: str) -> tuple[bool, str] | None:
+        with self.world.txn() as state:
+            host = self._host(state)
+            refusal = _cpu_refusal(guest_cpu, host, self.host.name)
+            if refusal is not None:
+                return False, refusal
+            model = host.get("cpuModel")
+            return True, f"{self.host.name}'s CPU is {model}" if model else f"{self.host.name} runs any CPU model"
+
     async def migrate(self, destination: Connection, request: MigrationRequest) -> None:
         if not isinstance(destination, TestConnection) or destination.world is not self.world:
             raise BackendError("the test driver migrates only within one test world", Reason.NoSupport)
@@ -195,6 +245,10 @@ class TestConnection(Connection):
             clash = _clash(record, target["domains"], request.target_name)
             if clash:
                 raise BackendError(f"{clash} on {destination.host.name}", Reason.NameClash)
+            cpu = _cpu_refusal(record.get("cpuModel"), target, destination.host.name)
+            if cpu is not None:
+                # As libvirt's Prepare refuses it on the destination: the guest never left.
+                raise BackendError(f"the guest CPU is incompatible with the host CPU: {cpu}", Reason.TargetFailed)
             params = request.params
             now = self.world.clock()
             link = min(float(source["linkMiBps"]), float(target["linkMiBps"])) * MiB

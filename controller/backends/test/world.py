@@ -38,6 +38,7 @@ def domain_record(spec: Mapping[str, Any]) -> dict[str, Any]:
         "dirtyRateMiBps": float(spec.get("dirtyRateMiBps", 0.0)),
         "state": "running" if spec.get("running", True) else "shutoff",
         "persistent": bool(spec.get("persistent", True)),
+        "cpuModel": spec.get("cpuModel"),
     }
 
 

@@ -21,6 +21,7 @@ from controller.backends.protocol import (
     Connection,
     DomainInfo,
     Driver,
+    HostCapacity,
     HostConfig,
     JobInfo,
     JobPhase,
@@ -51,6 +52,7 @@ CAPABILITIES = Capabilities(
     postcopy=False,
     suspend=False,
     job_history=False,
+    capacity=True,
 )
 
 # xend renames the source's domain while it streams it (XendCheckpoint), so that a
@@ -131,6 +133,21 @@ def domain_info(record: sxp.Sxp) -> DomainInfo | None:
         # domain's record does not tell, and xm-created domains were not managed.
         persistent="domid" not in values,
     )
+
+
+ACTIVE_STATES = (DomainState.running, DomainState.paused)
+
+
+def _count(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _mib(value: str | None) -> int | None:
+    count = _count(value)
+    return count * MiB if count is not None else None
 
 
 def failed_side(message: str) -> Side | None:
@@ -229,15 +246,36 @@ class XendConnection(Connection):
         node = await self.node()
         return f"xen {node.get('xen_major', '?')}.{node.get('xen_minor', '?')}{node.get('xen_extra', '')}"
 
-    async def list_domains(self) -> list[DomainInfo]:
+    async def _records(self) -> list[sxp.Sxp]:
         status, body = await self.client.get("/xend/domain/")
         check(status, body, self._where)
-        found: list[DomainInfo] = []
+        found: list[sxp.Sxp] = []
         for value in self._parse(body):
             # One (domain ...) per domain, or all of them in one list: both were seen.
-            records = [value] if sxp.head(value) == "domain" else value if isinstance(value, list) else []
-            found.extend(info for record in records if (info := domain_info(record)) is not None)
+            found.extend([value] if sxp.head(value) == "domain" else value if isinstance(value, list) else [])
         return found
+
+    async def list_domains(self) -> list[DomainInfo]:
+        return [info for record in await self._records() if (info := domain_info(record)) is not None]
+
+    async def capacity(self) -> HostCapacity:
+        """xend's node record: memory in MiB (free is Xen's: what no domain holds, Domain-0
+        included), the CPU count. It names no CPU model: its ``machine`` is the architecture and
+        ``hw_caps`` CPUID's feature words; the model's name was only in XenAPI's host_cpu."""
+        node = await self.node()
+        running = 0
+        for record in await self._records():
+            values, info = sxp.fields(record), domain_info(record)
+            # Domain-0 is the host's own; a halted (managed) domain has no domid.
+            if info is not None and values.get("domid") not in (None, "0") and info.state in ACTIVE_STATES:
+                running += 1
+        return HostCapacity(
+            memory_total_bytes=_mib(node.get("total_memory")),
+            memory_free_bytes=_mib(node.get("free_memory")),
+            cpus=_count(node.get("nr_cpus")),
+            cpu_model=None,
+            running_domains=running,
+        )
 
     async def _record(self, key: str) -> DomainInfo | None:
         status, body = await self.client.get(domain_path(key))
