@@ -58,6 +58,8 @@ class Reason(StrEnum):
     Stalled = "Stalled"
     NotConverging = "NotConverging"  # the convergence schedule's abort step
     PolicyForbids = "PolicyForbids"
+    NotEnoughMemory = "NotEnoughMemory"  # the destination has less free memory than the guest
+    CpuIncompatible = "CpuIncompatible"  # the destination cannot run the guest's CPU
     DryRun = "DryRun"  # a dry run that would succeed: every pre-flight check passed, nothing moved
     Aborted = "Aborted"
     TargetFailed = "TargetFailed"

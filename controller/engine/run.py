@@ -174,12 +174,12 @@ class Run:
         self.status.phase_transition_timestamps.append(PhaseTransition(phase=phase, time=timestamp()))
         await self.report(Transition(before, phase, reason, message))
 
-    def checked(self, name: str, found: Outcome | None = None, message: str = "") -> None:
+    def checked(self, name: str, found: Outcome | None = None, message: str = "", unknown: bool = False) -> None:
         """Record a pre-flight check's result (again after a resume: the same entry)."""
         if found is not None:
             entry = PreflightCheck(name=name, result="Failed", reason=found.reason, message=found.message)
         else:
-            entry = PreflightCheck(name=name, result="Passed", message=message)
+            entry = PreflightCheck(name=name, result="Unknown" if unknown else "Passed", message=message)
         checks = self.status.preflight
         for i, old in enumerate(checks):
             if old.name == name:

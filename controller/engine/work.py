@@ -219,11 +219,48 @@ async def prepare(run: Run) -> Phase:
         if at_destination is None:
             await _no_twin(run, at_source, run.target_name)
     run.memory_bytes = at_source.memory_bytes
+    if not offline:
+        await _memory_fits(run, at_source)
+        await _cpu_fits(run)
     run.status.target.hostname = await _hostname(run)  # type: ignore[union-attr]
     if spec.dry_run:
         passed = ", ".join(c.name for c in run.status.preflight)
         raise Outcome(Phase.Succeeded, Reason.DryRun, f"dry run: would succeed ({passed} passed); nothing moved")
     return Phase.Migrating
+
+
+def _mib(value: int) -> str:
+    return f"{value / 1024**2:.0f} MiB"
+
+
+async def _memory_fits(run: Run, at_source: DomainInfo) -> None:
+    """The guest's memory against what the destination has free now (a host may count an incoming
+    guest there already: the check is for this migration, as it starts)."""
+    room = (await ask(run.destination.capacity(), f"destination host {run.spec.destination}")).memory_free_bytes
+    if room is None or not at_source.memory_bytes:
+        run.checked("MemoryFits", message=f"the {run.host('destination').driver} driver does not say", unknown=True)
+        return
+    need = at_source.memory_bytes
+    with check(run, "MemoryFits", f"{_mib(need)} needed, {_mib(room)} free on {run.spec.destination}"):
+        if need > room:
+            raise fail(
+                Reason.NotEnoughMemory,
+                f"{run.source_name} needs {_mib(need)} and {run.spec.destination} has {_mib(room)} free",
+            )
+
+
+async def _cpu_fits(run: Run) -> None:
+    guest = await ask(run.source.guest_cpu(run.source_name), f"source host {run.spec.source}")
+    verdict = None
+    if guest is not None:
+        verdict = await ask(run.destination.cpu_fits(guest), f"destination host {run.spec.destination}")
+    if verdict is None:
+        run.checked("CpuCompatible", message=f"the {run.host('destination').driver} driver cannot tell", unknown=True)
+        return
+    fits, said = verdict
+    with check(run, "CpuCompatible", said):
+        if not fits:
+            raise fail(Reason.CpuIncompatible, f"{run.spec.destination} cannot run {run.source_name}'s CPU: {said}")
 
 
 async def _look_up_both(run: Run, offline: bool) -> tuple[DomainInfo | None, DomainInfo | None]:

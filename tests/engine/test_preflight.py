@@ -28,6 +28,8 @@ async def test_every_migration_reports_its_checks() -> None:
         "HostsReachable": "Passed",
         "Domain": "Passed",
         "NameFree": "Passed",
+        "MemoryFits": "Passed",
+        "CpuCompatible": "Unknown",  # the guest names no CPU model: the test driver cannot tell
     }
 
 
@@ -38,7 +40,7 @@ async def test_a_dry_run_that_would_succeed_says_so_and_moves_nothing() -> None:
     assert (status.message or "").startswith("dry run: would succeed")
     assert "nothing moved" in (status.message or "")
     assert lab.migrate_calls == 0 and lab.where() == {"a": "running"}
-    assert set(results(status).values()) == {"Passed"}
+    assert set(results(status).values()) <= {"Passed", "Unknown"}
 
 
 async def test_a_dry_run_that_would_name_clash_says_what_would_fail() -> None:
@@ -67,3 +69,22 @@ async def test_a_dry_run_to_an_unreachable_host() -> None:
     status = await lab.run(migration(dryRun=True))
     assert (status.phase, status.reason) == (Phase.Failed, Reason.HostUnreachable)
     assert results(status)["HostsReachable"] == "Failed"
+
+
+async def test_a_guest_bigger_than_the_destinations_free_memory_does_not_start() -> None:
+    lab = make_lab(domains=WEB, b={"memoryMiB": 256})
+    status = await lab.run(migration(dryRun=True))
+    assert (status.phase, status.reason) == (Phase.Failed, Reason.NotEnoughMemory)
+    assert "web needs 512 MiB and b has 256 MiB free" in (status.message or "")
+    status = await make_lab(domains=WEB, b={"memoryMiB": 256}).run(migration())
+    assert status.reason is Reason.NotEnoughMemory and status.migration_start_time is None
+
+
+async def test_a_cpu_the_destination_cannot_run_is_refused_before_anything_moves() -> None:
+    guest = [{"name": "web", "memoryMiB": 512, "cpuModel": "EPYC"}]
+    lab = make_lab(domains=guest, a={"cpuModel": "EPYC"}, b={"cpuModel": "Skylake-Server"})
+    status = await lab.run(migration(dryRun=True))
+    assert (status.phase, status.reason) == (Phase.Failed, Reason.CpuIncompatible), status.message
+    assert results(status)["CpuCompatible"] == "Failed" and results(status)["MemoryFits"] == "Passed"
+    same = make_lab(domains=guest, a={"cpuModel": "EPYC"}, b={"cpuModel": "EPYC"})
+    assert results(await same.run(migration(dryRun=True)))["CpuCompatible"] == "Passed"
