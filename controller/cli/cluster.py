@@ -19,9 +19,9 @@ from rich.table import Table
 
 from controller.api.errors import SpecError
 from controller.api.resource import GROUP, VERSION, DomainMigration
-from controller.api.status import DomainMigrationStatus, Outlook
+from controller.api.status import DomainMigrationStatus
 from controller.cli.names import generate_name, name_problem
-from controller.cli.render import LiveView
+from controller.cli.render import LiveView, outlook_text
 from controller.cli.running import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report, run_command
 from controller.engine.run import Transition
 from controller.kubeclient import api_client
@@ -189,13 +189,7 @@ def _progress(status: DomainMigrationStatus) -> str:
     p = status.progress
     if p is None or p.percent is None:
         return ""
-    if p.forecast is Outlook.NotConverging:
-        return f"{p.percent:.2f}% not converging"
-    return (
-        f"{p.percent:.2f}% ETA {p.eta_seconds:.0f}s"
-        if p.eta_seconds is not None and p.eta_seconds > 0
-        else f"{p.percent:.2f}%"
-    )
+    return f"{p.percent:.2f}% {outlook_text(p, markup=False)}".rstrip()
 
 
 def run(args: argparse.Namespace) -> int:

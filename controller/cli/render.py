@@ -26,11 +26,11 @@ def _elapsed(ms: int | None) -> str:
     return f"{ms / 1000:.0f}s elapsed, no progress figures" if ms is not None else ""
 
 
-def _outlook(p: Progress) -> str:
-    """What the forecast says: an ETA only when it converges, never a guess."""
+def outlook_text(p: Progress, markup: bool = True) -> str:
+    """What the forecast says: an ETA only when it converges, never a guess (the bar and the list)."""
     if p.forecast is Outlook.NotConverging:
-        return "[yellow]not converging"
-    if p.eta_seconds is None:
+        return "[yellow]not converging" if markup else "not converging"
+    if not p.eta_seconds:
         return ""
     downtime = f", ~{p.expected_downtime_ms} ms pause" if p.expected_downtime_ms is not None else ""
     return f"ETA {p.eta_seconds:.0f}s{downtime}"
@@ -44,7 +44,7 @@ def _details(status: DomainMigrationStatus) -> dict[str, Any]:
         # Some hypervisors (xend) report no figures while they migrate: show time, not guesses.
         "rate": f"{human_bytes(p.bytes_per_second)}/s" if p.bytes_per_second is not None else _elapsed(p.elapsed_ms),
         "remaining": f"{human_bytes(p.data_remaining_bytes)} left" if p.data_remaining_bytes is not None else "",
-        "eta": _outlook(p),
+        "eta": outlook_text(p),
         "iteration": f"pass {p.iteration}" if p.iteration else "",
     }
 

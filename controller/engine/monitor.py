@@ -215,9 +215,11 @@ async def _take(
             await run.source.suspend(run.source_name)
             watch.switched = "suspend"
             return "Taken", "paused the guest so the rest can be sent"
-        why = f"not converging ({trigger_of(step)})"
-        await _abort(run, job, watch, fail(Reason.NotConverging, f"{why}; aborted by the convergence schedule, "
-                                           f"the domain keeps running on {run.spec.source}"))  # fmt: skip
+        why = (
+            f"not converging ({trigger_of(step)}); aborted by the convergence schedule, "
+            f"the domain keeps running on {run.spec.source}"
+        )
+        await _abort(run, job, watch, fail(Reason.NotConverging, why))
         return "Taken", "aborted"
     except BackendError as exc:
         return "Failed", str(exc)

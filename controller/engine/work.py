@@ -222,7 +222,8 @@ async def prepare(run: Run) -> Phase:
     if not offline:
         await _memory_fits(run, at_source)
         await _cpu_fits(run)
-    run.status.target.hostname = await _hostname(run)  # type: ignore[union-attr]
+    assert run.status.target is not None, "_look_up_both() records both ends"
+    run.status.target.hostname = await _hostname(run)
     if spec.dry_run:
         passed = ", ".join(c.name for c in run.status.preflight)
         raise Outcome(Phase.Succeeded, Reason.DryRun, f"dry run: would succeed ({passed} passed); nothing moved")
