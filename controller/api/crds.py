@@ -137,7 +137,7 @@ def domain_migration_crd() -> Schema:
     columns: list[Schema] = [
         {"name": "Domain", "type": "string", "jsonPath": ".spec.domain"},
         {"name": "Source", "type": "string", "jsonPath": ".spec.source"},
-        {"name": "Destination", "type": "string", "jsonPath": ".spec.destination"},
+        {"name": "Destination", "type": "string", "jsonPath": ".status.destination"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent", "format": "float"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -71,6 +71,7 @@ class Reason(StrEnum):
     HostNotFound = "HostNotFound"
     HostNotReady = "HostNotReady"
     HostInMaintenance = "HostInMaintenance"
+    Unschedulable = "Unschedulable"  # no destination given and no host fits (yet)
     NamespaceNotAllowed = "NamespaceNotAllowed"
 
 

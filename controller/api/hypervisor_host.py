@@ -33,6 +33,14 @@ class HostSpecBase(Model):
     allowed_namespaces: list[str] | None = None
     # No new migrations to it (they wait Pending); those under way go on, and domains may leave.
     maintenance: StrictBool = False
+    # Empty it: one DomainMigration per running domain, destinations chosen by the operator;
+    # back to false cancels (what runs is aborted). Implies maintenance while true.
+    evacuate: StrictBool = False
+
+    @property
+    def closed(self) -> bool:
+        """No new migrations to it."""
+        return self.maintenance or self.evacuate
 
     DRIVERS: ClassVar[Mapping[str, DriverDeclaration]] = {}
 
@@ -74,6 +82,31 @@ else:
     HypervisorHostSpec = host_spec_model(declarations())
 
 
+class EvacuatedDomain(Model):
+    domain: str
+    migration: str  # the DomainMigration's name (in the evacuation's namespace)
+    phase: str  # the DomainMigration's phase; Unplaceable while no host fits it
+    destination: str | None = None
+    message: str = ""
+
+
+class Evacuation(Model):
+    """spec.evacuate's progress: counted from the DomainMigrations it made, each by name."""
+
+    # Running; Completed (the host runs no domain); Incomplete (only what cannot move is left,
+    # said in message); Cancelled (spec.evacuate went back to false: what ran was aborted).
+    phase: Literal["Running", "Completed", "Incomplete", "Cancelled"]
+    started: str
+    namespace: str  # where its DomainMigrations are
+    total: int = 0
+    done: int = 0
+    in_flight: int = 0
+    failed: int = 0
+    unplaceable: int = 0
+    message: str = ""
+    migrations: list[EvacuatedDomain] = Field(default_factory=list)
+
+
 class HypervisorHostStatus(Model):
     """Kept fresh by the operator's probe timer."""
 
@@ -92,6 +125,7 @@ class HypervisorHostStatus(Model):
     migrations_out: int | None = None
     last_probe_time: str | None = None
     message: str | None = None
+    evacuation: Evacuation | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -17,8 +17,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 MUTABLE = {"abort", "forceComplete", *(f"params.{name}" for name in LIVE_TUNABLE)}
 
 
-def refused_changes(accepted: dict[str, Any], live: dict[str, Any]) -> list[str]:
-    """The spec fields that changed since the migration started, other than the ones allowed to."""
+def refused_changes(accepted: dict[str, Any], live: dict[str, Any], chosen: str | None = None) -> list[str]:
+    """The spec fields that changed since the migration started, other than the ones allowed to.
+    `chosen`: the destination the operator chose, which the accepted spec holds and the live one need not."""
+    if chosen is not None and live.get("destination") is None:
+        live = {**live, "destination": chosen}
     before, after = _flatten(accepted), _flatten(live)
     changed = [key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
     # An empty list/map and an absent one are the same request.

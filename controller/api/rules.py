@@ -116,9 +116,17 @@ def migration_rules(drivers: Mapping[str, DriverDeclaration]) -> list[Rule]:
         *_flag_rules(),
         Rule(
             ("destination",),
-            F("source").ne(F("destination")) | (F("dname").present() & F("dname").ne(F("domain"))),
+            ~F("destination").present()
+            | F("source").ne(F("destination"))
+            | (F("dname").present() & F("dname").ne(F("domain"))),
             "is the source host: set dname to migrate to the same host",
             {"destination": "host-a"},
+        ),
+        Rule(
+            ("destinationSelector",),
+            ~(F("destination").present() & F("destinationSelector").present()),
+            "narrows the operator's choice of a destination: leave it out when spec.destination names one",
+            {"destination": "host-b", "destinationSelector": {"rack": "r2"}},
         ),
         *_params_rules(known_params(drivers)),
     ]

@@ -27,7 +27,10 @@ class Timeouts(Model):
 class DomainMigrationSpec(Model):
     domain: DomainName
     source: HostName
-    destination: HostName
+    # Omitted: the operator (or `domig migrate` over a hosts file) chooses a host with room,
+    # among those whose labels match destinationSelector.
+    destination: HostName | None = None
+    destination_selector: dict[str, str] | None = Field(None, max_length=32)
     flags: list[MigrationFlag] = Field(default_factory=list, max_length=len(MigrationFlag))
     dname: DomainName | None = None
     hostname: Annotated[str, Field(min_length=1, max_length=1024)] | None = None

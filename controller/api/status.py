@@ -29,6 +29,7 @@ class Endpoint(Model):
     uuid: str | None = None
     hostname: str | None = None  # the migration address actually used
     state: DomainState | None = None
+    memory_bytes: int | None = None  # the guest's memory, as the source's driver tells it
 
 
 class Outlook(StrEnum):
@@ -82,6 +83,22 @@ class ConvergenceRecord(Model):
     elapsed_ms: int | None = None
 
 
+class HostFit(Model):
+    """One host, as the operator weighed it for a migration without spec.destination."""
+
+    host: str
+    fits: bool
+    reason: str = ""  # why not ("not enough memory"), or what it has ("3.0 GiB free after ...")
+
+
+class Placement(Model):
+    """The operator's choice of a destination, and why; absent when spec.destination names one."""
+
+    destination: str | None = None  # None: no host fits (yet)
+    message: str = ""  # "0/5 hosts fit: 2 not enough memory, 1 in maintenance, 2 other driver"
+    hosts: list[HostFit] = Field(default_factory=list)
+
+
 class PhaseTransition(Model):
     phase: Phase
     time: str
@@ -96,6 +113,7 @@ class ConditionType(StrEnum):
     Failed = "Failed"
     Aborted = "Aborted"
     SpecChangeRefused = "SpecChangeRefused"
+    Scheduled = "Scheduled"  # the operator chose the destination (spec.destination omitted)
     Ready = "Ready"  # kstatus; also a HypervisorHost's
     Reconciling = "Reconciling"
     Stalled = "Stalled"
@@ -115,6 +133,9 @@ class DomainMigrationStatus(Model):
     phase_transition_timestamps: list[PhaseTransition] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    # Where it goes: spec.destination, or the host the operator chose.
+    destination: str | None = None
+    placement: Placement | None = None
     source: Endpoint | None = None
     target: Endpoint | None = None
     progress: Progress | None = None

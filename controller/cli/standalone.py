@@ -45,7 +45,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.hosts:
         hosts = load_hosts_file(Path(args.hosts))
         for field, name in (("source", migration.spec.source), ("destination", migration.spec.destination)):
-            if hosts.find(name) is None:
+            if name is not None and hosts.find(name) is None:
                 raise SpecError([f"spec.{field}: no host named {name!r} in {args.hosts} (known: {hosts.names})"])
     print(f"{args.file}: valid DomainMigration {migration.metadata.name}")
     return EXIT_OK

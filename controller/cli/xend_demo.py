@@ -86,7 +86,7 @@ async def _demo(
 ) -> DomainMigrationStatus:
 
     spec = migration.spec
-    source, destination = hosts.find(spec.source), hosts.find(spec.destination)
+    source, destination = hosts.find(spec.source), hosts.find(spec.destination or "")
     for field, name, found in (("source", spec.source, source), ("destination", spec.destination, destination)):
         if found is None:
             raise SpecError([f"spec.{field}: no host named {name!r} (known: {hosts.names})"])

@@ -28,7 +28,7 @@ async def recover(run: Run) -> str:
     at_destination: DomainInfo | None = None
     destination_err: str | None = "not connected"
     if "destination" in run.connections:
-        at_destination, destination_err = await _look(spec.destination, run.destination.lookup, run.target_name)
+        at_destination, destination_err = await _look(spec.destination or "", run.destination.lookup, run.target_name)
     if at_source is not None and at_source.state is DomainState.paused and not postcopy and not _runs(at_destination):
         try:
             await run.source.resume(run.source_name)

@@ -50,11 +50,13 @@ def check(run: Run, name: str, passed: str = "") -> Iterator[None]:
 async def validate(run: Run) -> Phase:
     spec, hosts, drivers = run.spec, run.hosts, run.drivers
     assert hosts is not None and drivers is not None, "the engine hands every run its hosts and drivers"
+    if spec.destination is None:
+        raise fail(Reason.InvalidSpec, "spec.destination: no host chosen (the operator and --hosts choose one)")
     for field, name in (("source", spec.source), ("destination", spec.destination)):
         if hosts.find(name) is None:
             raise fail(Reason.InvalidSpec, f"spec.{field}: no host named {name!r} is known")
     for side in SIDES:
-        found_host = hosts.find(getattr(spec, side))
+        found_host = hosts.find(getattr(spec, side) or "")
         assert found_host is not None
         run.hosts_of[side] = found_host
     source, destination = run.host("source"), run.host("destination")
@@ -277,6 +279,7 @@ async def _look_up_both(run: Run, offline: bool) -> tuple[DomainInfo | None, Dom
         domain=name,
         uuid=at_source.uuid if at_source else None,
         state=at_source.state if at_source else DomainState.absent,
+        memory_bytes=at_source.memory_bytes if at_source else None,
     )
     run.status.target = Endpoint(
         host=spec.destination, domain=target_name, state=at_destination.state if at_destination else DomainState.absent

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.backends.registry import DriverTable
-from controller.operator.admission import Admission, Ticket
+from controller.engine.admission import Admission, Ticket
 from controller.operator.config import OperatorConfig
 from controller.operator.kube import Kube
 

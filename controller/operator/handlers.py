@@ -15,8 +15,9 @@ from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import refused_changes
 from controller.api.resource import GROUP, VERSION
 from controller.backends.registry import DriverTable
+from controller.engine.admission import Admission, Ticket
+from controller.engine.placement import Room
 from controller.operator import logs, metrics
-from controller.operator.admission import Admission, Ticket
 from controller.operator.config import OperatorConfig
 from controller.operator.context import Context, Indexes, Store
 from controller.operator.host_resources import limits_of
@@ -25,7 +26,7 @@ from controller.operator.migrations import MigrationDaemon, running_tickets, tic
 from controller.operator.policy_resources import policy_for
 from controller.operator.probe import migration_counts, probe
 from controller.operator.reporting import record_edit
-from controller.operator.review import review_host, review_migration, review_policy
+from controller.operator.review import chosen_destination, review_host, review_migration, review_policy
 from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
 
 CONFIG = OperatorConfig.from_environment()
@@ -86,7 +87,9 @@ def active_migrations(
     """Migrations past admission and not finished: they hold slots, also across restarts."""
     if status.get("phase") in ACTIVE:
         accepted = status.get("acceptedSpec") or spec
-        return {f"{namespace}/{name}": ticket_of(namespace or "", name, accepted, meta.get("creationTimestamp", ""))}
+        memory = int((status.get("source") or {}).get("memoryBytes") or 0)  # what it takes at the destination
+        created = meta.get("creationTimestamp", "")
+        return {f"{namespace}/{name}": ticket_of(namespace or "", name, accepted, created, memory)}
     return {}  # not None: kopf keeps an object's old entries when its indexer returns None
 
 
@@ -135,7 +138,8 @@ async def edited_after_the_end(
     if type == "DELETED" or status.get("phase") not in TERMINAL or status.get("observedGeneration") == generation:
         return  # a running daemon observes its own edits (MigrationDaemon.follow_spec)
     accepted = dict(status.get("acceptedSpec") or {})
-    said = await record_edit(memo.ctx.kube, body, refused_changes(accepted, dict(body.spec)) if accepted else [])
+    refused = refused_changes(accepted, dict(body.spec), chosen_destination(body)) if accepted else []
+    said = await record_edit(memo.ctx.kube, body, refused)
     if said is not None:
         kopf.event(body, type="Warning", reason="SpecChangeRefused", message=said[2])
 
@@ -188,7 +192,11 @@ async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) ->
         patch.status["message"] = "; ".join(exc.problems)
         metrics.host_probed(name, str(body.spec.get("driver", metrics.UNKNOWN)), False)
         return
-    patch.status.update(await probe(host, memo.ctx.drivers, memo.ctx.kube))
+    read_at = memo.ctx.admission.clock()
+    found = await probe(host, memo.ctx.drivers, memo.ctx.kube)
+    if found.get("reachable"):
+        memo.ctx.admission.read_room(name, Room(found.get("memoryFreeBytes"), read_at))
+    patch.status.update(found)
 
 
 # DELETED comes after the finalizer is gone, so after the probe timer stopped: no probe re-adds it.

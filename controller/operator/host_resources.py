@@ -10,6 +10,7 @@ from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HostLimits, HypervisorHost, HypervisorHostStatus
 from controller.backends.protocol import Credentials, HostConfig
 from controller.engine.host_directory import host_config
+from controller.engine.placement import Candidate
 from controller.operator.kube import Kube
 
 HostIndex = Mapping[str, Any]  # kopf.Index[str, dict]: name -> store of one HypervisorHost body
@@ -34,6 +35,22 @@ def lookup(index: HostIndex, name: str) -> HypervisorHost | None:
         return None
 
 
+def hosts_in(index: HostIndex) -> list[HypervisorHost]:
+    return [host for name in sorted(index) if (host := lookup(index, name)) is not None]
+
+
+def candidate(host: HypervisorHost) -> Candidate:
+    allowed = host.spec.allowed_namespaces
+    return Candidate(
+        name=host.name,
+        driver=host.spec.driver,
+        labels=dict(host.metadata.labels),
+        closed=host.spec.closed,
+        ready=host.status.reachable is not False,
+        allowed_namespaces=tuple(allowed) if allowed is not None else None,
+    )
+
+
 def limits_of(index: HostIndex, name: str) -> HostLimits:
     host = lookup(index, name)
     return host.spec.limits if host else HostLimits()
@@ -51,10 +68,10 @@ def check_host(index: HostIndex, name: str, field: str, namespace: str) -> Hyper
             f"HypervisorHost {name} does not allow namespace {namespace} (allowedNamespaces: {', '.join(allowed)})",
             final=True,
         )
-    if field == "destination" and host.spec.maintenance:
+    if field == "destination" and host.spec.closed:
+        why = "being evacuated (spec.evacuate)" if host.spec.evacuate else "in maintenance (spec.maintenance)"
         raise HostProblem(
-            Reason.HostInMaintenance,
-            f"HypervisorHost {name} is in maintenance (spec.maintenance): no new migrations to it until it ends",
+            Reason.HostInMaintenance, f"HypervisorHost {name} is {why}: no new migrations to it until it ends"
         )
     if host.status.reachable is False:
         raise HostProblem(Reason.HostNotReady, f"HypervisorHost {name} is not ready: {host.status.message or ''}")

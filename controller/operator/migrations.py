@@ -10,28 +10,35 @@ from typing import Any
 
 import kopf
 
-from controller.api.conditions import refresh_conditions
+from controller.api.conditions import refresh_conditions, set_condition
 from controller.api.enums import Phase, Reason
 from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import refused_changes
 from controller.api.resource import DomainMigration
-from controller.api.status import DomainMigrationStatus, PhaseTransition, timestamp
+from controller.api.status import ConditionType, DomainMigrationStatus, PhaseTransition, Placement, timestamp
 from controller.backends.protocol import BackendError
 from controller.engine import Controls, Engine, RunPolicy, StaticHosts, Transition
+from controller.engine.admission import Ticket
+from controller.engine.placement import waits_for_slot
 from controller.operator import metrics
-from controller.operator.admission import Ticket
 from controller.operator.context import Context
 from controller.operator.host_resources import HostIndex, HostProblem, check_host, lookup, resolve
+from controller.operator.placing import GuestInfo, Weigher, read_guest
 from controller.operator.policy_resources import policy_for
 from controller.operator.reporting import Reporter, known_status
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
-def ticket_of(namespace: str, name: str, spec: Mapping[str, Any], created: str) -> Ticket:
+def ticket_of(namespace: str, name: str, spec: Mapping[str, Any], created: str, memory_bytes: int = 0) -> Ticket:
     return Ticket(
-        f"{namespace}/{name}", spec.get("source", ""), spec.get("destination", ""), spec.get("domain", ""), created
+        f"{namespace}/{name}",
+        spec.get("source", ""),
+        spec.get("destination") or "",
+        spec.get("domain", ""),
+        created,
+        memory_bytes,
     )
 
 
@@ -106,12 +113,15 @@ class MigrationDaemon:
             ticket = ticket_of(
                 self.namespace, self.name, self.accepted, self.body.metadata.get("creationTimestamp", "")
             )
+            self.status.destination = self.accepted.get("destination") or self.status.destination
             if self.status.phase is Phase.Pending:
                 metrics.mark_waiting(self.namespace, self.name, self.driver)
                 await self.admit(ticket)
+                migration = self.parse()  # with the destination admission chose, if the spec named none
                 self.choose_policy(migration)
             else:
                 self.ctx.admission.hold(ticket)
+            self.status.destination = self.accepted.get("destination")
             metrics.mark_active(self.namespace, self.name, self.driver)
             await self.migrate(migration)
         except Ended:
@@ -148,21 +158,82 @@ class MigrationDaemon:
                 f"{ticket.domain} on {ticket.source} is already being migrated by DomainMigration {other.key}",
             )
         await self.wait_for_hosts()
+        guest = await self.guest()
+        ticket = ticket_of(self.namespace, self.name, self.accepted, ticket.created, guest.memory_bytes)
+        weigher = None
+        if ticket.flexible:
+            selector = dict(self.accepted.get("destinationSelector") or {})
+            weigher = Weigher(self.ctx, self.namespace, ticket.source, selector, guest)
+            ticket = await weigher.weigh(ticket)
         admission = self.ctx.admission
         admitted = await admission.acquire(ticket)
         while not admitted.is_set():
             where = admission.position(ticket)
             place = f" (place {where} in the queue)" if where is not None else ""
-            await self.pending(Reason.WaitingForSlot, admission.why_waiting(ticket) + place, where)
+            placement = admission.placements.get(ticket.key)
+            if placement is not None and placement.destination is None:
+                await self.unscheduled(placement, place, where)
+            else:
+                await self.pending(Reason.WaitingForSlot, admission.why_waiting(ticket) + place, where)
             await self.pause(admitted)
+            if weigher is not None:
+                ticket = await weigher.weigh(ticket)
+                admission.update(ticket)
             admission.schedule()
         if self.status.queue_position is not None:
             self.status.queue_position = None  # saved with the first report of the run
+        if ticket.flexible:
+            self.scheduled(admission.admitted[ticket.key].destination, admission.placements.get(ticket.key))
+
+    async def guest(self) -> GuestInfo:
+        """The guest's memory and CPU, for admission to count and weigh; a guest the source does not
+        define is the engine's to say (DomainNotFound, or already at the destination)."""
+        source = lookup(self.hosts, str(self.accepted.get("source", "")))
+        found = None
+        if source is not None:
+            try:
+                found = await read_guest(self.ctx, source, str(self.accepted.get("domain", "")))
+            except (BackendError, HostProblem):
+                found = None
+        if found is None and not self.accepted.get("destination"):
+            domain, host = self.accepted.get("domain"), self.accepted.get("source")
+            await self.end(Phase.Failed, Reason.DomainNotFound, f"{domain} is not defined on {host}")
+        return found or GuestInfo(0, None)
+
+    async def unscheduled(self, placement: Placement, place: str, where: int | None) -> None:
+        reason = Reason.WaitingForSlot if waits_for_slot(placement) else Reason.Unschedulable
+        self.status.placement = placement
+        set_condition(
+            self.status.conditions,
+            ConditionType.Scheduled,
+            False,
+            reason.value,
+            placement.message,
+            timestamp(),
+            self.body.metadata.get("generation"),
+        )
+        await self.pending(reason, placement.message + place, where)
+
+    def scheduled(self, destination: str, placement: Placement | None) -> None:
+        """Admission chose the destination: the run takes it as if the spec had named it."""
+        self.accepted["destination"] = destination
+        self.status.placement = placement or Placement(destination=destination, message=destination)
+        set_condition(
+            self.status.conditions,
+            ConditionType.Scheduled,
+            True,
+            "Scheduled",
+            self.status.placement.message,
+            timestamp(),
+            self.body.metadata.get("generation"),
+        )
 
     async def wait_for_hosts(self) -> None:
         while True:
             try:
                 for field in ("source", "destination"):
+                    if not self.accepted.get(field):
+                        continue  # no destination: admission chooses one
                     host = check_host(self.hosts, self.accepted[field], field, self.namespace)
                     await self.reach(host)
                 return
@@ -266,7 +337,8 @@ class MigrationDaemon:
                 if isinstance(value, int) and value != tuned[name]:
                     tuned[name] = value
                     self.controls.tune(name, value)
-            refusals_changed = self.reporter.refuse_changes(refused_changes(self.accepted, live))
+            chosen = self.status.placement.destination if self.status.placement else None
+            refusals_changed = self.reporter.refuse_changes(refused_changes(self.accepted, live, chosen))
             if refusals_changed or self.reporter.observed != self.body.metadata.get("generation"):
                 await self.reporter.patch(self.reporter.last or self.status)  # observedGeneration catches up
             await asyncio.sleep(0.5)

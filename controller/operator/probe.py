@@ -10,8 +10,8 @@ from controller.api.hypervisor_host import HypervisorHost
 from controller.api.status import ConditionType, timestamp
 from controller.backends.protocol import BackendError, HostCapacity
 from controller.backends.registry import DriverTable
+from controller.engine.admission import Ticket
 from controller.operator import metrics
-from controller.operator.admission import Ticket
 from controller.operator.host_resources import HostProblem, resolve
 from controller.operator.kube import Kube
 

@@ -22,7 +22,8 @@ from controller.api.resource import DomainMigration
 from controller.backends.protocol import BackendError
 from controller.backends.registry import DriverTable
 from controller.engine.checks import different_drivers, limitations, unsupported_by_either
-from controller.operator.host_resources import HostIndex, lookup
+from controller.engine.placement import Guest, none_fit, sift
+from controller.operator.host_resources import HostIndex, candidate, hosts_in, lookup
 
 LIVE_FIELDS = ", ".join(sorted(MUTABLE))
 
@@ -48,6 +49,13 @@ def admitted_spec(old: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
+def chosen_destination(body: Mapping[str, Any] | None) -> str | None:
+    """The destination the operator chose for a migration whose spec names none."""
+    placement = ((body or {}).get("status") or {}).get("placement") or {}
+    chosen = placement.get("destination")
+    return str(chosen) if chosen else None
+
+
 def review_migration(
     new: Mapping[str, Any],
     old: Mapping[str, Any] | None,
@@ -68,7 +76,7 @@ def review_migration(
         return verdict
     accepted = admitted_spec(old)
     if accepted is not None:
-        for changed in refused_changes(accepted, spec):
+        for changed in refused_changes(accepted, spec, chosen_destination(old)):
             verdict.problems.append(
                 f"spec.{changed}: cannot change once the migration has been admitted (only {LIVE_FIELDS} may):"
                 " create a new DomainMigration instead"
@@ -88,6 +96,9 @@ def _check_hosts(
     found = {}
     for side in ("source", "destination"):
         name = getattr(spec, side)
+        if name is None:
+            _check_choice(migration, namespace, hosts, verdict)
+            continue
         host = lookup(hosts, name)
         if host is None:
             verdict.warnings.append(
@@ -95,7 +106,7 @@ def _check_hosts(
             )
             continue
         found[side] = host
-        if side == "destination" and host.spec.maintenance:
+        if side == "destination" and host.spec.closed:
             verdict.warnings.append(
                 f"spec.destination: HypervisorHost {name} is in maintenance; the migration waits Pending until it ends"
             )
@@ -105,7 +116,7 @@ def _check_hosts(
                 f"spec.{side}: NamespaceNotAllowed: HypervisorHost {name} does not allow namespace {namespace}"
                 f" (allowedNamespaces: {', '.join(allowed) or 'none'})"
             )
-    if "source" in found and "destination" in found:
+    if "source" in found and "destination" in found and spec.destination is not None:
         a, b = found["source"].spec.driver, found["destination"].spec.driver
         problem = different_drivers(spec.source, a, spec.destination, b)
         if problem:
@@ -121,6 +132,21 @@ def _check_hosts(
     source = next((found for found in sides if found[0] == "source"), None)
     if source is not None:
         verdict.warnings.extend(limitations(source[1], source[2]))  # said now, not discovered mid-migration
+
+
+def _check_choice(migration: DomainMigration, namespace: str, hosts: HostIndex, verdict: Verdict) -> None:
+    """No destination: say now if no host could take it, as the operator would weigh them (memory aside)."""
+    spec = migration.spec
+    source = lookup(hosts, spec.source)
+    if source is None:
+        return  # said for spec.source
+    guest = Guest(spec.source, source.spec.driver, namespace, selector=spec.destination_selector or {})
+    open_hosts, ruled_out = sift(guest, [candidate(host) for host in hosts_in(hosts)])
+    if not open_hosts:
+        verdict.warnings.append(
+            f"spec.destination: not given, and no HypervisorHost can take it now ({none_fit(ruled_out)});"
+            " the migration waits Pending until one can"
+        )
 
 
 def _review_document(model: type[HypervisorHost] | type[MigrationPolicy], new: Mapping[str, Any]) -> Verdict:

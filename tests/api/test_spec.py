@@ -83,9 +83,17 @@ def test_missing_and_unknown_fields() -> None:
         load_migration({"metadata": {"name": "m"}, "spec": {"domain": "web", "colour": "red"}})
     assert info.value.problems == [
         "spec.source: is required",
-        "spec.destination: is required",
         "spec.colour: is not a known field",
     ]
+
+
+def test_destination_may_be_left_to_the_operator() -> None:
+    document = doc(destinationSelector={"rack": "r2"})
+    del document["spec"]["destination"]
+    spec = load_migration(document).spec
+    assert spec.destination is None and spec.destination_selector == {"rack": "r2"}
+    [line] = problems(destinationSelector={"rack": "r2"})
+    assert line.startswith("spec.destinationSelector: narrows the operator's choice")
 
 
 def test_wrong_kind_and_timeouts() -> None:
