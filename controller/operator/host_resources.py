@@ -8,9 +8,9 @@ from typing import Any
 from controller.api.enums import Reason
 from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HostLimits, HypervisorHost, HypervisorHostStatus
-from controller.backends.protocol import Credentials, HostConfig
+from controller.backends.protocol import BackendError, Connection, Credentials, HostConfig
+from controller.backends.registry import DriverTable
 from controller.engine.host_directory import host_config
-from controller.engine.placement import Candidate
 from controller.operator.kube import Kube
 
 HostIndex = Mapping[str, Any]  # kopf.Index[str, dict]: name -> store of one HypervisorHost body
@@ -39,18 +39,6 @@ def hosts_in(index: HostIndex) -> list[HypervisorHost]:
     return [host for name in sorted(index) if (host := lookup(index, name)) is not None]
 
 
-def candidate(host: HypervisorHost) -> Candidate:
-    allowed = host.spec.allowed_namespaces
-    return Candidate(
-        name=host.name,
-        driver=host.spec.driver,
-        labels=dict(host.metadata.labels),
-        closed=host.spec.closed,
-        ready=host.status.reachable is not False,
-        allowed_namespaces=tuple(allowed) if allowed is not None else None,
-    )
-
-
 def limits_of(index: HostIndex, name: str) -> HostLimits:
     host = lookup(index, name)
     return host.spec.limits if host else HostLimits()
@@ -76,6 +64,15 @@ def check_host(index: HostIndex, name: str, field: str, namespace: str) -> Hyper
     if host.status.reachable is False:
         raise HostProblem(Reason.HostNotReady, f"HypervisorHost {name} is not ready: {host.status.message or ''}")
     return host
+
+
+async def connect(host: HypervisorHost, drivers: DriverTable, kube: Kube | None) -> Connection:
+    """A connection to the host, its credentials from its Secret; a missing Secret is a BackendError here."""
+    try:
+        config = await resolve(host, kube)
+    except HostProblem as problem:
+        raise BackendError(problem.message) from None
+    return await drivers.get(config.driver).connect(config)
 
 
 async def resolve(host: HypervisorHost, kube: Kube | None) -> HostConfig:

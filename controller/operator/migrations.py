@@ -21,10 +21,10 @@ from controller.backends.protocol import BackendError
 from controller.engine import Controls, Engine, RunPolicy, StaticHosts, Transition
 from controller.engine.admission import Ticket
 from controller.engine.placement import waits_for_slot
+from controller.engine.weighing import GuestInfo, Weigher, read_guest
 from controller.operator import metrics
 from controller.operator.context import Context
-from controller.operator.host_resources import HostIndex, HostProblem, check_host, lookup, resolve
-from controller.operator.placing import GuestInfo, Weigher, read_guest
+from controller.operator.host_resources import HostIndex, HostProblem, check_host, connect, hosts_in, lookup, resolve
 from controller.operator.policy_resources import policy_for
 from controller.operator.reporting import Reporter, known_status
 
@@ -135,7 +135,10 @@ class MigrationDaemon:
 
     def parse(self) -> DomainMigration:
         meta = {"name": self.name, "namespace": self.namespace, "generation": self.body.metadata.get("generation")}
-        migration = DomainMigration.parse({"metadata": meta, "spec": self.accepted})
+        spec = dict(self.accepted)
+        if self.status.placement is not None and self.status.placement.destination == spec.get("destination"):
+            spec.pop("destinationSelector", None)  # it chose the destination: the run has no more use for it
+        migration = DomainMigration.parse({"metadata": meta, "spec": spec})
         migration.status = self.status
         return migration
 
@@ -163,7 +166,16 @@ class MigrationDaemon:
         weigher = None
         if ticket.flexible:
             selector = dict(self.accepted.get("destinationSelector") or {})
-            weigher = Weigher(self.ctx, self.namespace, ticket.source, selector, guest)
+            weigher = Weigher(
+                lambda: hosts_in(self.hosts),
+                lambda host: connect(host, self.ctx.drivers, self.ctx.kube),
+                self.ctx.admission,
+                ticket.source,
+                guest,
+                self.namespace,
+                selector,
+                self.ctx.config.host_retry / 2,
+            )
             ticket = await weigher.weigh(ticket)
         admission = self.ctx.admission
         admitted = await admission.acquire(ticket)
@@ -192,8 +204,12 @@ class MigrationDaemon:
         found = None
         if source is not None:
             try:
-                found = await read_guest(self.ctx, source, str(self.accepted.get("domain", "")))
-            except (BackendError, HostProblem):
+                conn = await connect(source, self.ctx.drivers, self.ctx.kube)
+                try:
+                    found = await read_guest(conn, str(self.accepted.get("domain", "")))
+                finally:
+                    await conn.close()
+            except BackendError:
                 found = None
         if found is None and not self.accepted.get("destination"):
             domain, host = self.accepted.get("domain"), self.accepted.get("source")

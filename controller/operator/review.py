@@ -23,7 +23,8 @@ from controller.backends.protocol import BackendError
 from controller.backends.registry import DriverTable
 from controller.engine.checks import different_drivers, limitations, unsupported_by_either
 from controller.engine.placement import Guest, none_fit, sift
-from controller.operator.host_resources import HostIndex, candidate, hosts_in, lookup
+from controller.engine.weighing import candidate
+from controller.operator.host_resources import HostIndex, hosts_in, lookup
 
 LIVE_FIELDS = ", ".join(sorted(MUTABLE))
 
