@@ -103,6 +103,9 @@ class Evacuation(Model):
     in_flight: int = 0
     failed: int = 0
     unplaceable: int = 0
+    # Since when nothing has been in flight with domains left: "Incomplete" only once that lasts
+    # (a host's free memory is counted conservatively for a moment after each arrival).
+    idle_since: str | None = None
     message: str = ""
     migrations: list[EvacuatedDomain] = Field(default_factory=list)
 

@@ -76,10 +76,16 @@ class DomainInfo:
     state: DomainState
     memory_bytes: int
     persistent: bool = True
+    guest: bool = True  # False for the host's own domain (xend's Domain-0): never one to migrate
 
     @property
     def running(self) -> bool:
         return self.state is DomainState.running
+
+    @property
+    def active(self) -> bool:
+        """Running or paused: it holds memory on the host, and a live migration can move it."""
+        return self.guest and self.state in (DomainState.running, DomainState.paused)
 
 
 class JobPhase(StrEnum):

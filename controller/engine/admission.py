@@ -34,8 +34,10 @@ class Ticket:
     ruled_out: tuple[HostFit, ...] = ()  # and those that are not, with why
 
     @property
-    def order(self) -> tuple[str, str]:
-        return (self.created, self.key)
+    def order(self) -> tuple[str, int, str]:
+        """First come, first served; of those that came in the same second (an evacuation's), the
+        largest guest first, which packs hosts as first-fit-decreasing does."""
+        return (self.created, -self.memory_bytes, self.key)
 
     @property
     def flexible(self) -> bool:

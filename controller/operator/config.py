@@ -18,6 +18,7 @@ class OperatorConfig:
     poll_interval: float = 1.0  # how often the engine reads job statistics
     probe_interval: float = 30.0
     host_retry: float = 5.0  # how often a Pending migration re-checks a missing or unready host
+    evacuation_namespace: str = "default"  # where a host's evacuation makes its DomainMigrations
     # The admission webhook: where to listen (host:port), and in a cluster the Service that fronts it.
     webhook_listen: str = ""
     webhook_service: str = ""  # namespace/name[:port]
@@ -30,6 +31,7 @@ class OperatorConfig:
             poll_interval=_env("DOMIG_POLL_INTERVAL", cls.poll_interval),
             probe_interval=_env("DOMIG_PROBE_INTERVAL", cls.probe_interval),
             host_retry=_env("DOMIG_HOST_RETRY", cls.host_retry),
+            evacuation_namespace=os.environ.get("DOMIG_EVACUATION_NAMESPACE", cls.evacuation_namespace),
             webhook_listen=os.environ.get("DOMIG_WEBHOOK_LISTEN", ""),
             webhook_service=os.environ.get("DOMIG_WEBHOOK_SERVICE", ""),
         )

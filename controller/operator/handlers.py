@@ -11,16 +11,17 @@ import kopf
 
 from controller.api.enums import Phase
 from controller.api.errors import SpecError
-from controller.api.hypervisor_host import HypervisorHost
+from controller.api.hypervisor_host import Evacuation, HypervisorHost
 from controller.api.immutability import refused_changes
 from controller.api.resource import GROUP, VERSION
+from controller.backends.protocol import BackendError
 from controller.backends.registry import DriverTable
 from controller.engine.admission import Admission, Ticket
 from controller.engine.placement import Room
-from controller.operator import logs, metrics
+from controller.operator import evacuation, logs, metrics
 from controller.operator.config import OperatorConfig
 from controller.operator.context import Context, Indexes, Store
-from controller.operator.host_resources import limits_of
+from controller.operator.host_resources import connect, limits_of
 from controller.operator.kube import Kube
 from controller.operator.migrations import MigrationDaemon, running_tickets, ticket_of
 from controller.operator.policy_resources import policy_for
@@ -197,6 +198,41 @@ async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) ->
     if found.get("reachable"):
         memo.ctx.admission.read_room(name, Room(found.get("memoryFreeBytes"), read_at))
     patch.status.update(found)
+
+
+def evacuating(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    return bool(spec.get("evacuate")) or not evacuation.settled(status.get("evacuation"))
+
+
+@kopf.timer(GROUP, VERSION, "hypervisorhosts", id="evacuation", interval=CONFIG.host_retry, when=evacuating)
+async def evacuate_host(body: kopf.Body, memo: Any, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+    """spec.evacuate: make what is missing, count what there is; back to false: abort what runs."""
+    logs.about(body)
+    ctx = memo.ctx
+    try:
+        host = HypervisorHost.parse(
+            {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+        )
+        conn = await connect(host, ctx.drivers, ctx.kube)
+    except (SpecError, BackendError) as exc:
+        logger.warning(f"cannot see what runs on {body.metadata.name} to evacuate it: {exc}")
+        return
+    try:
+        active = [info.name for info in await conn.list_domains() if info.active]
+    finally:
+        await conn.close()
+    found: Evacuation | None
+    if host.spec.evacuate:
+        tickets = [*ctx.admission.holders().values(), *(t for t, _ in ctx.admission.waiting.values())]
+        busy = {t.domain for t in tickets if t.source == host.name}
+        caps = ctx.drivers.get(host.spec.driver).capabilities
+        namespace, settle = ctx.config.evacuation_namespace, 3 * ctx.config.host_retry
+        found = await evacuation.tend(ctx.kube, host, active, busy, caps, namespace, settle)
+    else:
+        found = await evacuation.cancel(ctx.kube, host, active)
+    if found is not None:
+        # A merge patch keeps what it does not name: say idleSince's absence too.
+        patch.status["evacuation"] = {"idleSince": None, **found.dump()}
 
 
 # DELETED comes after the finalizer is gone, so after the probe timer stopped: no probe re-adds it.

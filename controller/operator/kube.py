@@ -55,6 +55,39 @@ class Kube:
         assert isinstance(found, dict), "the client decodes an object's JSON to a dict"
         return found
 
+    async def list(self, plural: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        try:
+            found = await asyncio.to_thread(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural, label_selector=selector
+            )
+        except ApiException as exc:
+            raise in_kopf_terms(exc, f"{plural} in {namespace} labelled {selector}") from exc
+        assert isinstance(found, dict), "the client decodes a list's JSON to a dict"
+        return list(found.get("items") or [])
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
+        """Create the object; False if one of that name exists already (made by an earlier try)."""
+        try:
+            await asyncio.to_thread(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise in_kopf_terms(exc, f"{plural} {namespace}/{body['metadata']['name']}") from exc
+        return True
+
+    async def patch(self, plural: str, name: str, namespace: str, body: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, body
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # gone: nothing left to change
+            raise in_kopf_terms(exc, f"{plural} {namespace}/{name}") from exc
+
     async def secret(self, name: str, namespace: str) -> dict[str, str] | None:
         """The Secret's data, decoded; None if it does not exist."""
         try:

@@ -132,6 +132,7 @@ def domain_info(record: sxp.Sxp) -> DomainInfo | None:
         # xend says "managed" only by keeping a halted domain (no domid); a running
         # domain's record does not tell, and xm-created domains were not managed.
         persistent="domid" not in values,
+        guest=values.get("domid") != "0",
     )
 
 
