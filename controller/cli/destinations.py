@@ -3,6 +3,8 @@ resources: the engine's weighing and admission over the file's documents, asked 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.api.conditions import set_condition
@@ -27,10 +29,12 @@ class Placer:
     # Seconds a reading of a host's free memory is trusted. 0: read again at every weighing, so a
     # guest that arrived is counted once, by the host, not also as still on its way.
     fresh_for: float = 0.0
+    # When readings and arrivals happen; see Admission.clock (a dry run stops it: nothing moves).
+    clock: Callable[[], float] = time.monotonic
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admission = Admission(self.max_parallel, self.hosts.limits)
+        self.admission = Admission(self.max_parallel, self.hosts.limits, clock=self.clock)
 
     async def connect(self, host: HypervisorHost) -> Connection:
         config = self.hosts.find(host.name)

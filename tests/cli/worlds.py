@@ -22,9 +22,10 @@ def host(
     domains: list[dict[str, Any]] | None = None,
     labels: dict[str, str] | None = None,
     link_mibps: int = 20000,
+    faults: dict[str, Any] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    test = {"linkMiBps": link_mibps, "memoryMiB": memory_mib, "domains": domains or []}
+    test = {"linkMiBps": link_mibps, "memoryMiB": memory_mib, "domains": domains or [], "faults": faults or {}}
     return {
         "apiVersion": "domig.dev/v1alpha1",
         "kind": "HypervisorHost",
