@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 from controller.api.errors import SpecError
-from controller.api.hypervisor_host import HypervisorHost
+from controller.api.hypervisor_host import HostLimits, HypervisorHost
 from controller.api.migration_policy import MigrationPolicy
 from controller.api.resource import DomainMigration
-from controller.backends.protocol import Credentials
+from controller.backends.protocol import Credentials, HostConfig
 from controller.engine.host_directory import StaticHosts, host_config
 
 
@@ -50,7 +50,21 @@ def _secret(doc: dict[str, Any]) -> dict[str, str]:
     return {**decoded, **{k: str(v) for k, v in (doc.get("stringData") or {}).items()}}
 
 
-def load_hosts(data: list[Any], source: Path) -> StaticHosts:
+class HostsFile(StaticHosts):
+    """A hosts file as the engine looks hosts up, and the HypervisorHost documents themselves:
+    placement reads their labels, maintenance, evacuate and limits."""
+
+    def __init__(self, configs: list[HostConfig], documents: list[HypervisorHost], path: Path) -> None:
+        super().__init__(configs)
+        self.documents = {host.name: host for host in documents}
+        self.path = path
+
+    def limits(self, name: str) -> HostLimits:
+        host = self.documents.get(name)
+        return host.spec.limits if host is not None else HostLimits()
+
+
+def load_hosts(data: list[Any], source: Path) -> HostsFile:
     """HypervisorHost documents, and the Secrets their credentialsSecretRef names (standalone runs
     have no cluster to hold Secrets, so they come in the same file, never in the host's spec)."""
     secrets: dict[tuple[str, str], dict[str, str]] = {}
@@ -72,7 +86,7 @@ def load_hosts(data: list[Any], source: Path) -> StaticHosts:
             hosts.append((index, HypervisorHost.parse(doc)))
         except SpecError as exc:
             problems.extend(_prefixed(source, exc, index).problems)
-    configs = []
+    configs: list[HostConfig] = []
     for index, host in hosts:
         ref = host.spec.credentials_secret_ref
         credentials = None
@@ -88,10 +102,10 @@ def load_hosts(data: list[Any], source: Path) -> StaticHosts:
         configs.append(host_config(host, credentials))
     if problems:
         raise SpecError(problems)
-    return StaticHosts(configs)
+    return HostsFile(configs, [host for _, host in hosts], source)
 
 
-def load_hosts_file(path: Path) -> StaticHosts:
+def load_hosts_file(path: Path) -> HostsFile:
     return load_hosts(_documents(path), path)
 
 

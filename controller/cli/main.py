@@ -28,6 +28,28 @@ def _standalone(sub: Any) -> None:
     d = sub.add_parser("demo", help="migrate the embedded default on the test driver")
     d.add_argument("-o", "--output", choices=OUTPUTS, default="text")
     d.set_defaults(func=Lazy("controller.cli.standalone", "cmd_migrate"), file=None, hosts=None)
+    e = sub.add_parser(
+        "evacuate",
+        help="move every domain running on a host elsewhere, destinations chosen from the hosts file",
+        description=(
+            "Empty HOST: one live migration (flags live, persistDest, undefineSource: the domain keeps "
+            "running, is defined where it lands and no longer on HOST) per domain running or paused on "
+            "it, the largest first. Each destination is chosen as `domig migrate` chooses one for a "
+            "migration without spec.destination: the same driver, not HOST, not in maintenance or "
+            "being evacuated, room for the guest, a compatible CPU where the driver can tell, the "
+            "fewest migrations in flight, then the most memory left, then the name. They run side by "
+            "side within every host's spec.limits and --max-parallel. A domain no host can take once "
+            "nothing else is in flight is reported as Unplaceable and left where it runs. Ctrl-C aborts "
+            "what runs and starts nothing more: every domain keeps running, on HOST or where it moved. "
+            "Exit 0 only when HOST runs no domain any more; 1 when some are left; 3 when aborted."
+        ),
+    )
+    e.add_argument("host", metavar="HOST", help="the host to empty: a HypervisorHost in the hosts file")
+    e.add_argument("--hosts", required=True, help="YAML of HypervisorHost documents: HOST and where domains may go")
+    e.add_argument("--max-parallel", type=int, default=5, help="migrations at once, at most (default 5)")
+    e.add_argument("--dry-run", action="store_true", help="choose destinations and run the pre-flight checks only")
+    e.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    e.set_defaults(func=Lazy("controller.cli.evacuation", "cmd_evacuate"))
     v = sub.add_parser("validate", help="check a DomainMigration document without running it")
     v.add_argument("-f", "--file", required=True)
     v.add_argument("--hosts", help="also check the host names against this hosts file")

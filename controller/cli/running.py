@@ -35,8 +35,14 @@ def exit_code(status: DomainMigrationStatus) -> int:
 
 
 async def run_migration(
-    migration: DomainMigration, hosts: StaticHosts, output: str, err: Console, poll: float = 0.25
+    migration: DomainMigration,
+    hosts: StaticHosts,
+    output: str,
+    err: Console,
+    poll: float = 0.25,
+    drivers: DriverTable | None = None,
 ) -> DomainMigrationStatus:
+    """Run it to its end; `drivers`, when given, are the caller's to close (placement used them)."""
     controls = Controls()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -44,7 +50,8 @@ async def run_migration(
         loop.add_signal_handler(sig, controls.request_abort)
     # Ctrl-\ forces it to complete: post-copy when allowed, else a pause of the guest.
     loop.add_signal_handler(signal.SIGQUIT, controls.request_force_complete)
-    drivers = DriverTable()
+    owned = drivers is None
+    drivers = drivers or DriverTable()
     engine = Engine(drivers, hosts, RunPolicy(poll_interval=poll))
     try:
         if output == "json":
@@ -52,7 +59,8 @@ async def run_migration(
         with LiveView(err) as view:
             return await engine.run(migration, view, controls)
     finally:
-        await drivers.close()
+        if owned:
+            await drivers.close()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
             loop.remove_signal_handler(sig)
 

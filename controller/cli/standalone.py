@@ -12,8 +12,11 @@ from rich.console import Console
 from controller.api.errors import SpecError
 from controller.api.migration_policy import select_policy
 from controller.api.resource import DomainMigration
+from controller.api.status import DomainMigrationStatus
+from controller.backends.registry import DriverTable
 from controller.cli.defaults import DEMO_HOSTS, DEMO_MIGRATION
-from controller.cli.documents import load_hosts, load_hosts_file, load_migration_file, load_policies_file
+from controller.cli.destinations import Placer, place
+from controller.cli.documents import HostsFile, load_hosts, load_hosts_file, load_migration_file, load_policies_file
 from controller.cli.running import EXIT_OK, report, run_migration
 
 
@@ -36,8 +39,30 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if chosen is not None:
             migration.status.policy, migration.status.applied_policy = chosen.metadata.name, chosen.spec.dump()
             err.print(f"[dim]MigrationPolicy {chosen.metadata.name} applies[/]")
-    status = asyncio.run(run_migration(migration, hosts, args.output, err))
+    if migration.spec.destination is None:
+        known(hosts, "source", migration.spec.source)
+    status = asyncio.run(_migrate(migration, hosts, args.output, err))
     return report(status, args.output, Console(), err)
+
+
+async def _migrate(migration: DomainMigration, hosts: HostsFile, output: str, err: Console) -> DomainMigrationStatus:
+    """Run it; without a destination, choose one first, as the operator would, and say why."""
+    drivers = DriverTable()
+    migration.status.destination = migration.spec.destination
+    try:
+        if migration.spec.destination is None:
+            if not await place(Placer(hosts, drivers), migration):
+                return migration.status
+            said = migration.status.placement.message if migration.status.placement else migration.spec.destination
+            err.print(f"[dim]Scheduled:[/] {said}", soft_wrap=True)
+        return await run_migration(migration, hosts, output, err, drivers=drivers)
+    finally:
+        await drivers.close()
+
+
+def known(hosts: HostsFile, field: str, name: str) -> None:
+    if hosts.find(name) is None:
+        raise SpecError([f"spec.{field}: no host named {name!r} in {hosts.path} (known: {', '.join(hosts.names)})"])
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -45,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.hosts:
         hosts = load_hosts_file(Path(args.hosts))
         for field, name in (("source", migration.spec.source), ("destination", migration.spec.destination)):
-            if name is not None and hosts.find(name) is None:
-                raise SpecError([f"spec.{field}: no host named {name!r} in {args.hosts} (known: {hosts.names})"])
+            if name is not None:
+                known(hosts, field, name)
     print(f"{args.file}: valid DomainMigration {migration.metadata.name}")
     return EXIT_OK
