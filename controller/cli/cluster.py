@@ -47,7 +47,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for item in args.param or []:
         key, _, value = item.partition("=")
         params[key] = int(value) if value.lstrip("-").isdigit() else value
-    spec: dict[str, Any] = {"domain": args.domain, "source": args.source, "destination": args.destination}
+    spec: dict[str, Any] = {"domain": args.domain, "source": args.source}
+    if args.destination:
+        spec["destination"] = args.destination
+    if args.selector:
+        spec["destinationSelector"] = dict(item.partition("=")[::2] for item in args.selector)
     spec["flags"] = args.flag or ["live"]
     if params:
         spec["params"] = params
@@ -63,7 +67,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         metadata["name"] = args.name
     else:
         # The domain goes verbatim in the spec; only the object's name is made from it.
-        metadata["generateName"] = generate_name(args.domain, args.destination)
+        metadata["generateName"] = generate_name(args.domain, args.destination or "anywhere")
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DomainMigration", "metadata": metadata, "spec": spec}
     # Check it here first: the same one-line-per-field errors as `domig validate`.
     try:
@@ -120,6 +124,45 @@ def cmd_force_complete(args: argparse.Namespace) -> int:
     _api().patch_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name, patch)
     print(f"domainmigration.{GROUP}/{args.name} force-complete requested", file=sys.stderr)
     return follow(args.namespace, args.name, args.output, args.interval) if args.wait else EXIT_OK
+
+
+EVACUATION_COLUMNS = ("DOMAIN", "MIGRATION", "PHASE", "DESTINATION", "MESSAGE")
+
+
+def cmd_evacuate(args: argparse.Namespace) -> int:
+    """spec.evacuate on (or off), and with --wait its status.evacuation until it settles."""
+    api = _api()
+    patch = {"spec": {"evacuate": not args.cancel}}
+    api.patch_cluster_custom_object(GROUP, VERSION, "hypervisorhosts", args.host, patch)
+    asked = "cancel requested" if args.cancel else "requested"
+    print(f"hypervisorhost.{GROUP}/{args.host} evacuation {asked}", file=sys.stderr)
+    if not args.wait:
+        return EXIT_OK
+    said = ""
+    while True:
+        host = cast(Obj, api.get_cluster_custom_object(GROUP, VERSION, "hypervisorhosts", args.host))
+        evacuation = (host.get("status") or {}).get("evacuation") or {}
+        phase = evacuation.get("phase")
+        # A cancelled one is the last evacuation's until the operator starts the new one.
+        current = phase is not None and (args.cancel or phase != "Cancelled")
+        if current and f"{phase}: {evacuation.get('message')}" != said:
+            said = f"{phase}: {evacuation.get('message')}"
+            print(said, file=sys.stderr)
+        settled = phase in ("Completed", "Incomplete") or (phase == "Cancelled" and not evacuation.get("inFlight"))
+        if current and settled:
+            break
+        time.sleep(args.interval)
+    if args.output == "json":
+        print(json.dumps(evacuation, indent=2))
+    else:
+        table = Table()
+        for column in EVACUATION_COLUMNS:
+            table.add_column(column, overflow="fold")
+        for entry in evacuation.get("migrations", []):
+            table.add_row(entry["domain"], entry["migration"], entry["phase"], entry.get("destination") or "",
+                          entry.get("message", ""))  # fmt: skip
+        Console(width=200).print(table)
+    return EXIT_OK if phase in ("Completed", "Cancelled") else EXIT_FAILED
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -24,7 +24,10 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="create a DomainMigration (and follow it with --wait)")
     m.add_argument("domain")
     m.add_argument("--from", dest="source", required=True)
-    m.add_argument("--to", dest="destination", required=True)
+    m.add_argument("--to", dest="destination", help="the destination; omitted: the operator chooses one with room")
+    m.add_argument(
+        "--selector", action="append", help="LABEL=VALUE (repeat): only hosts with these labels, without --to"
+    )
     m.add_argument("--flag", action="append", help="a migration flag (repeat); default: live")
     m.add_argument("--param", action="append", help="NAME=VALUE (repeat), e.g. bandwidth=1000")
     m.add_argument("--dname")
@@ -46,6 +49,14 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="DomainMigrations with progress")
     ls.add_argument("-A", "--all-namespaces", action="store_true")
     ls.set_defaults(func=Lazy(CLUSTER, "cmd_list"))
+    e = sub.add_parser("evacuate", help="empty a host: spec.evacuate, one placed migration per domain")
+    e.add_argument("host")
+    e.add_argument(
+        "--wait", action="store_true", help="follow it until the host is empty or only what cannot move is left"
+    )
+    e.add_argument("--cancel", action="store_true", help="spec.evacuate: false: abort what has not finished")
+    e.set_defaults(func=Lazy(CLUSTER, "cmd_evacuate"))
+
     h = sub.add_parser("hosts", help="HypervisorHosts and their probes")
     h.set_defaults(func=Lazy(CLUSTER, "cmd_hosts"))
     return top

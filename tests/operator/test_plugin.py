@@ -119,3 +119,24 @@ async def test_migrate_dry_run_wait(kube: ApiServer, world: str, operator: KopfO
     status = json.loads(out)
     assert (status["phase"], status["reason"]) == ("Succeeded", "DryRun"), status["message"]
     assert where(world) == {"host-a": "running"}
+
+
+async def test_migrate_without_a_destination_and_evacuate_through_the_plugin(
+    kube: ApiServer, world: str, operator: KopfOperator
+) -> None:
+    kube.apply(host("host-a", world, [{"name": "web"}, {"name": "db", "memoryMiB": 512}]))
+    kube.apply(host("host-b", world, memoryMiB=512))
+    kube.apply(host("host-c", world, memoryMiB=4096))
+    code, out, err = await plugin(
+        kube, "-o", "json", "--interval", "0.2", "migrate", "web", "--from", "host-a", "--wait"
+    )
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["destination"] == "host-c" and status["placement"]["destination"] == "host-c"
+    assert "domainmigration.domig.dev/web-to-anywhere-" in err
+    code, out, err = await plugin(kube, "--interval", "0.2", "evacuate", "host-a", "--wait")
+    assert code == 0, err
+    assert "hypervisorhost.domig.dev/host-a evacuation requested" in err
+    assert "Completed: the host runs no domain: 1 of 1 moved" in err
+    assert "db" in out and "Succeeded" in out
+    assert where(world, "db") == {"host-c": "running"}  # b fits it too; c has the most memory left
