@@ -168,6 +168,7 @@ def hypervisor_host_crd(spec_model: type[Model] = HypervisorHostSpec) -> Schema:
         {"name": "CPUs", "type": "integer", "jsonPath": ".status.cpus"},
         {"name": "In", "type": "integer", "jsonPath": ".status.migrationsIn", "description": "migrations to it"},
         {"name": "Out", "type": "integer", "jsonPath": ".status.migrationsOut", "description": "migrations from it"},
+        {"name": "Evacuation", "type": "string", "jsonPath": ".status.evacuation.phase"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Total Memory", "type": "integer", "jsonPath": ".status.memoryTotalBytes", "priority": 1},
         {"name": "CPU Model", "type": "string", "jsonPath": ".status.cpuModel", "priority": 1},

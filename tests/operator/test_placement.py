@@ -29,10 +29,11 @@ def unplaced(name: str, **spec: Any) -> dict[str, Any]:
 
 
 async def test_no_destination_lands_on_the_host_with_room(kube: ApiServer, world: str, operator: KopfOperator) -> None:
-    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 2048}]))
+    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 2048, "cpuModel": "EPYC"}]))
     kube.apply(host("host-b", world, memoryMiB=1024))  # too small
     kube.apply(host("host-c", world, memoryMiB=8192))
     kube.apply(host("host-d", world, memoryMiB=16384, maintenance=True))  # the most room, but closed
+    kube.apply(host("host-e", world, memoryMiB=16384, cpuModel="Skylake-Server"))  # room, another CPU
     kube.apply(unplaced("web"))
     done = await wait_phase(kube, "web", {"Succeeded", "Failed", "Aborted"})
     assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
@@ -43,6 +44,7 @@ async def test_no_destination_lands_on_the_host_with_room(kube: ApiServer, world
     fits = {fit["host"]: fit for fit in done["status"]["placement"]["hosts"]}
     assert fits["host-b"] == {"host": "host-b", "fits": False, "reason": "not enough memory"}
     assert fits["host-d"]["reason"] == "in maintenance" and fits["host-a"]["reason"] == "the source"
+    assert fits["host-e"]["reason"] == "CPU incompatible"
     assert fits["host-c"]["fits"] is True
     # The user's spec still names no destination, and no change is said to be refused.
     assert "destination" not in kube.read("domainmigrations", "web", NS)["spec"]
