@@ -72,6 +72,7 @@ PERMISSIONS: list[Permission] = [
     Permission("get", "domainmigrations", GROUP, per_namespace=True, why="no migration would start or resume"),
     Permission("patch", "domainmigrations", GROUP, per_namespace=True, why="kopf keeps its finalizer and state there"),
     Permission("patch", "domainmigrations", GROUP, "status", per_namespace=True, why="no progress would be recorded"),
+    Permission("create", "domainmigrations", GROUP, per_namespace=True, why="no host could be evacuated"),
     *_both(("list", "watch"), "hypervisorhosts", GROUP, why="no host would be known"),
     Permission("patch", "hypervisorhosts", GROUP, why="kopf keeps its probe timer's state there"),
     Permission("patch", "hypervisorhosts", GROUP, "status", why="no host would become Ready"),
