@@ -18,7 +18,7 @@ from controller.backends.protocol import BackendError
 from controller.backends.registry import DriverTable
 from controller.engine.admission import Admission, Ticket
 from controller.engine.placement import Room
-from controller.operator import evacuation, logs, metrics
+from controller.operator import host_evacuation, logs, metrics
 from controller.operator.config import OperatorConfig
 from controller.operator.context import Context, Indexes, Store
 from controller.operator.host_resources import connect, limits_of
@@ -201,7 +201,7 @@ async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) ->
 
 
 def evacuating(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-    return bool(spec.get("evacuate")) or not evacuation.settled(status.get("evacuation"))
+    return bool(spec.get("evacuate")) or not host_evacuation.settled(status.get("evacuation"))
 
 
 @kopf.timer(GROUP, VERSION, "hypervisorhosts", id="evacuation", interval=CONFIG.host_retry, when=evacuating)
@@ -227,9 +227,9 @@ async def evacuate_host(body: kopf.Body, memo: Any, patch: kopf.Patch, logger: k
         busy = {t.domain for t in tickets if t.source == host.name}
         caps = ctx.drivers.get(host.spec.driver).capabilities
         namespace, settle = ctx.config.evacuation_namespace, 3 * ctx.config.host_retry
-        found = await evacuation.tend(ctx.kube, host, active, busy, caps, namespace, settle)
+        found = await host_evacuation.tend(ctx.kube, host, active, busy, caps, namespace, settle)
     else:
-        found = await evacuation.cancel(ctx.kube, host, active)
+        found = await host_evacuation.cancel(ctx.kube, host, active)
     if found is not None:
         # A merge patch keeps what it does not name: say idleSince's absence too.
         patch.status["evacuation"] = {"idleSince": None, **found.dump()}

@@ -8,7 +8,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from controller.operator.evacuation import FROM
+from controller.operator.host_evacuation import FROM
 from tests.kube.emulator import ApiServer, KopfOperator
 from tests.operator.conftest import NS, host, until, world_state
 
