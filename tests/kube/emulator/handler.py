@@ -123,10 +123,42 @@ class RequestHandlerMixin:
         )
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        # REPLACED PART (why): KubernetesEmulator._handle() applies creations/patches/deletions
-        # to the stored objects naively BEFORE any reaction, with no hook to change the semantics.
-        # We go straight to kmock's reaction dispatching; the state changes in _serve_resource().
-        return await kmock.RawHandler._handle(self, request)
+        """
+        REPLACED PART (why): ``KubernetesEmulator._handle()`` applies creations/patches/deletions
+        to the stored objects naively BEFORE any reaction, with no hook to change the semantics;
+        and ``kmock.RawHandler._handle()`` tells whether a reaction applies by ``request in reaction``,
+        which re-filters the whole request log (from the first request) for every reaction tried,
+        so that every request costs O(requests served so far): the emulator slows down as it serves,
+        until a busy operator's requests take seconds each (and time out). This is kmock's dispatching
+        (the same order, priorities, depletion) with the membership of a plain filter chain checked
+        on this one request; slices, groups, exclusions & streams (history-dependent) still ask kmock.
+        """
+        priorities: list[tuple[float, ...]] = [payload.priorities for payload in self._payloads]
+        max_length = max((len(priority) for priority in priorities), default=0)
+        keys = [tuple(-p for p in priority) + (0,) * (max_length - len(priority)) for priority in priorities]
+        payloads = [self._payloads[index] for index in sorted(range(len(keys)), key=keys.__getitem__)]
+        for payload in payloads:
+            if not payload._disabled.is_set() and self._sees(payload, request):
+                try:
+                    return await payload(request)
+                except kmock.ReactionMismatchError:  # either mismatch or depletion
+                    payload._disabled.set()
+                except NotImplementedError:  # matched, but non-actionable (nothing to respond with)
+                    pass
+        raise NotImplementedError("Undefined server behaviour: no reaction matches the request.")
+
+    def _sees(self, reaction: kmock.Reaction, request: kmock.Request) -> bool:
+        """``request in reaction._source``, without iterating the request log for plain filter chains."""
+        filters: list[kmock.Filter] = []
+        view: kmock.View = reaction._source
+        while type(view) in (kmock.Filter, kmock.Priority):
+            if type(view) is kmock.Filter:
+                filters.append(view)
+            view = view._source  # type: ignore[attr-defined]
+        if view is not self:  # something history-dependent (or another root): kmock's own way
+            return request in reaction._source
+        # As kmock's nested iteration does: the filters nearest to the root see the request first.
+        return all(f.criteria(request) for f in reversed(filters))
 
     @staticmethod
     def _is_resource_request(request: kmock.Request) -> bool:
