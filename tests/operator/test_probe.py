@@ -80,9 +80,11 @@ async def test_each_host_says_what_it_has_and_what_moves_in_and_out(
     ).stdout  # fmt: skip
     assert [line.split() for line in shown.splitlines()] == [
         ["NAME", "DRIVER", "URI", "REACHABLE", "DOMAINS", "RUNNING", "FREE_MEMORY", "CPUS", "IN", "OUT",
-         "TOTAL_MEMORY", "CPU_MODEL"],
-        ["host-a", "test", world, "true", "2", "1", str(14 * GiB), "8", "0", "0", str(16 * GiB), "EPYC-Rome"],
-        ["host-b", "test", world, "true", "1", "1", str(TiB - 4 * GiB), "256", "0", "0", str(TiB), "<none>"],
+         "EVACUATION", "TOTAL_MEMORY", "CPU_MODEL"],
+        ["host-a", "test", world, "true", "2", "1", str(14 * GiB), "8", "0", "0", "<none>", str(16 * GiB),
+         "EPYC-Rome"],
+        ["host-b", "test", world, "true", "1", "1", str(TiB - 4 * GiB), "256", "0", "0", "<none>", str(TiB),
+         "<none>"],
     ]  # fmt: skip
 
     # And `kubectl domig hosts`, in binary units.
