@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -132,6 +133,19 @@ def test_state_flags(flags: str, state: DomainState) -> None:
     assert state_of(flags) is state
 
 
+@contextlib.asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """A hand-written xend on a loopback port, for answers the test xend never gives; its URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
 async def test_a_200_carrying_xend_err_is_an_error(driver: XendDriver) -> None:
     async def node(request: web.Request) -> web.Response:
         return web.Response(text="(node (host 127.0.0.1) (xen_major 3) (xen_minor 1) (xen_extra .0))")
@@ -142,18 +156,12 @@ async def test_a_200_carrying_xend_err_is_an_error(driver: XendDriver) -> None:
     app = web.Application()
     app.router.add_get("/xend/node", node)
     app.router.add_post("/xend/domain/{name}", unpause)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        host, port = runner.addresses[0][:2]
-        conn = await connect(driver, "a", f"http://{host}:{port}")
+    async with served(app) as url:
+        conn = await connect(driver, "a", url)
         assert await conn.version() == "xen 3.1.0"
         with pytest.raises(BackendError) as error:
             await conn.resume("web")
         assert "Domain is not paused" in error.value.message
-    finally:
-        await runner.cleanup()
 
 
 # ---- against the test xend -----------------------------------------------------------
@@ -237,15 +245,9 @@ async def test_capacity_from_a_xen_3_1_node_record(
     app = web.Application()
     app.router.add_get("/xend/node", node_record)
     app.router.add_get("/xend/domain/", domain_list)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        host, port = runner.addresses[0][:2]
-        conn = await connect(driver, "a", f"http://{host}:{port}")
+    async with served(app) as url:
+        conn = await connect(driver, "a", url)
         assert await conn.capacity() == expected
-    finally:
-        await runner.cleanup()
 
 
 async def test_in_flight_domain_is_not_found_as_itself_and_a_fresh_driver_sees_the_job(driver: XendDriver) -> None:
