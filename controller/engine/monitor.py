@@ -65,7 +65,8 @@ async def monitor(run: Run) -> Phase:
         if job.phase is JobPhase.failed:
             raise _failed(run, job)
         if job.phase is JobPhase.cancelled:
-            raise watch.failure or Outcome(Phase.Aborted, Reason.Aborted, "aborted; the migration was cancelled")
+            cancelled = Outcome(Phase.Aborted, Reason.Aborted, "aborted; the migration was cancelled")
+            raise watch.failure or _our_abort(run) or cancelled
         if job.phase is JobPhase.none:
             return await _ended_without_job(run)
         await _steer(run, job, watch, outlook)
@@ -278,6 +279,19 @@ async def _force(run: Run, job: JobInfo, watch: Watch, why: str) -> None:
     run.status.message = why
 
 
+# The engine's own reasons to abort a job (the user's is Aborted): while Migrating, status.reason
+# holds one only from the moment the engine decided it, saved before the abort call.
+OUR_ABORTS = frozenset({Reason.Stalled, Reason.Timeout, Reason.NotConverging})
+
+
+def _our_abort(run: Run) -> Outcome | None:
+    """A job found cancelled after a restart, which this engine had aborted before it went down."""
+    if run.status.reason in OUR_ABORTS and not run.controls.aborting:
+        assert run.status.reason is not None
+        return fail(run.status.reason, run.status.message or "")
+    return None
+
+
 async def _abort(run: Run, job: JobInfo, watch: Watch, failure: Outcome | None) -> None:
     watch.abort_handled = True
     if job.postcopy:
@@ -286,6 +300,9 @@ async def _abort(run: Run, job: JobInfo, watch: Watch, failure: Outcome | None) 
     if not run.caps.abort:
         run.status.message = f"abort requested, but the {run.spec.source} driver cannot abort a migration"
         return
+    if failure is not None:
+        run.status.reason, run.status.message = failure.reason, failure.message
+        await run.report()  # durable before the call (must_save), as the migrate-call marker is
     try:
         await run.source.abort(run.source_name)
     except BackendError as exc:

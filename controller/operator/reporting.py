@@ -20,7 +20,7 @@ import kopf
 from controller.api.conditions import set_condition
 from controller.api.errors import SpecError
 from controller.api.status import ConditionType, DomainMigrationStatus, timestamp
-from controller.engine.run import Transition, must_save
+from controller.engine.run import Marker, Transition, marker_of, must_save
 from controller.operator import metrics
 from controller.operator.kube import Kube
 
@@ -55,7 +55,7 @@ class Reporter:
         self.last_patch = float("-inf")
         self.refusal: Refusal | None = None  # SpecChangeRefused, once the live spec has been looked at
         self.last: DomainMigrationStatus | None = None
-        self.saved_marker: str | None = saved.get("migrationStartTime")
+        self.saved_marker: Marker = (saved.get("migrationStartTime"), saved.get("reason"))
         self.observed: int | None = None  # the generation the last patch recorded
         self._patching = asyncio.Lock()
         # Convergence steps already told as Events (a resumed daemon does not tell them twice).
@@ -98,7 +98,7 @@ class Reporter:
             status.observed_generation = generation
             for condition in status.conditions:
                 condition.observed_generation = generation
-            marker = status.migration_start_time
+            marker = marker_of(status)
             await self.kube.patch_status("domainmigrations", self.name, self.namespace, status_patch(status))
             self.last_patch = asyncio.get_running_loop().time()
             self.saved_marker = marker
