@@ -58,10 +58,6 @@ async def test_fifty_migrations_survive_a_faulty_api_server(kube: ApiServer, wor
             print(f"seed {seed}: {time.monotonic() - started:.1f} s, {phases()}, injected {dict(faults.injected)}")
         assert operator.proc is not None and operator.proc.poll() is None, "the operator exited"
         output = operator.output
-    log_path = os.environ.get("DOMIG_FAULT_LOG")
-    if log_path:
-        with open(f"{log_path}.{seed}", "w") as log:
-            log.write(output)
     outcomes = {
         m["metadata"]["name"]: (m["status"]["phase"], m["status"]["reason"])
         for m in kube.list_objects("domainmigrations", NS)
