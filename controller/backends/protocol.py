@@ -167,8 +167,10 @@ class Connection(ABC):
     async def lookup(self, name_or_uuid: str) -> DomainInfo | None: ...
 
     @abstractmethod
-    async def migrate(self, destination: Connection, request: MigrationRequest) -> None:
-        """Start migrating; return once the job runs (or has already finished)."""
+    async def migrate(self, destination: Connection, request: MigrationRequest) -> str | None:
+        """Start migrating; return once the job runs (or has already finished). What it returns, if
+        anything, is a warning for the status: how the migration runs differs from what the host
+        asked, at a risk it names (libvirt: managed, because peer-to-peer could not be used)."""
 
     @abstractmethod
     async def job(self, domain: str) -> JobInfo:

@@ -67,6 +67,7 @@ class LiveView:
         )
         self.task: TaskID | None = None
         self.steps_shown = 0
+        self.limitations_shown = 0
 
     def __enter__(self) -> LiveView:
         self.progress.start()
@@ -98,6 +99,9 @@ class LiveView:
                 f"{record.outcome.lower()}: {record.message}"
             )
         self.steps_shown = max(self.steps_shown, len(status.convergence))
+        for said in status.limitations[self.limitations_shown :]:
+            self.progress.console.print(f"[yellow]limitation:[/] {said}")
+        self.limitations_shown = max(self.limitations_shown, len(status.limitations))
 
 
 async def quiet(status: DomainMigrationStatus, transition: Transition | None) -> None:
