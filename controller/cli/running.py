@@ -18,7 +18,6 @@ from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
 from controller.cli.lazy import Command
-from controller.cli.render import LiveView, quiet
 from controller.engine import Controls, Engine, RunPolicy, StaticHosts
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ABORTED = 0, 1, 2, 3
@@ -54,6 +53,9 @@ async def run_migration(
     drivers = drivers or DriverTable()
     engine = Engine(drivers, hosts, RunPolicy(poll_interval=poll))
     try:
+        # The progress bar is loaded only to be shown (rich.progress is a tenth of the start-up).
+        from controller.cli.render import LiveView, quiet
+
         if output == "json":
             return await engine.run(migration, quiet, controls)
         with LiveView(err) as view:

@@ -72,6 +72,7 @@ class LibvirtConnection(Connection):
         self._completed: dict[str, dict[str, Any]] = {}  # domain UUID -> JOB_COMPLETED statistics
         self._postcopy: set[str] = set()  # domain UUIDs whose source half was suspended for post-copy
         self._waker = Waker()
+        self._looked = 0  # the waker's count when job() last looked: news() after it ends the pause
         self._callbacks: list[int] = []
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -275,7 +276,11 @@ class LibvirtConnection(Connection):
             await self._call(dom.abortJob)
             raise BackendError(f"could not set the downtime limit ({exc}); the migration was aborted") from None
 
+    async def news(self, domain: str, seconds: float) -> None:
+        await self._waker.wait(seconds, since=self._looked)
+
     async def job(self, domain: str) -> JobInfo:
+        self._looked = self._waker.wakes
         task = self._tasks.get(domain)
         if task is None:
             return await self._job_without_task(domain)
