@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
+from typing import NoReturn
 
 import yaml
 from rich.console import Console
@@ -86,6 +89,18 @@ def report_invalid(prog: str, exc: SpecError) -> int:
     for problem in exc.problems:
         print(f"{prog}: invalid: {problem}", file=sys.stderr)
     return EXIT_INVALID
+
+
+def finish(code: int) -> NoReturn:
+    """End the process once its work is done and said: Python's own teardown after that (modules,
+    joining the driver's idle threads) was 0.2 s of a 3 s `domig migrate` on libvirt, for nothing."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away, or the stream is closed: nothing more can be said
+    os._exit(code)
 
 
 def run_command(prog: str, command: Command, args: argparse.Namespace) -> int:
