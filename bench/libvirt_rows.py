@@ -2,7 +2,9 @@
 
 An idle 1 GiB guest (the harness's, KVM when /dev/kvm is usable) is migrated back and forth by a
 bare libvirt-python call (migrate3, or migrateToURI3 for peer-to-peer), by `virsh migrate` with
-the same flags, by `domig migrate` (the command, as a process) and by the operator (a
+the same flags, by `domig migrate` (the command, as a process), by what that command runs (the
+engine, in this process, as `domig migrate` sets it up: what the command costs beyond its
+start-up and exit) and by the operator (a
 DomainMigration created in the emulated API server, until its Succeeded condition is True), each
 in managed and peer-to-peer mode. The ways take turns within each round and the order rotates
 from round to round, so each meets both directions and the machine's load alike; ratios are
@@ -41,7 +43,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("managed", "peer-to-peer")
-TOOLS = ("libvirt-python", "virsh", "domig migrate", "operator")
+TOOLS = ("libvirt-python", "virsh", "domig migrate", "domig's engine", "operator")
 GUEST_MIB = 1024
 FLAGS = ["live", "persistDest", "undefineSource"]
 VIRSH_FLAGS = ["--live", "--persistent", "--undefinesource"]
@@ -172,6 +174,29 @@ class Bench:
         if done.returncode != 0:
             raise RuntimeError(f"domig migrate exited {done.returncode}: {done.stdout[-800:]} {done.stderr[-800:]}")
 
+    def engine(self, mode: str) -> None:
+        """What `domig migrate` runs, in this process: the command less its start-up and exit."""
+        from controller.api import load_migration
+        from controller.backends.registry import DriverTable
+        from controller.cli.documents import load_hosts_file
+        from controller.engine import Engine, RunPolicy
+
+        self.serial += 1
+        migration = load_migration({"metadata": {"name": f"bench-{self.serial}"}, "spec": self.spec()})
+
+        async def run() -> str:
+            drivers = DriverTable()
+            try:
+                hosts = load_hosts_file(self.work / f"hosts-{mode}.yaml")
+                engine = Engine(drivers, hosts, RunPolicy(poll_interval=0.25))  # as `domig migrate` sets it
+                return (await engine.run(migration)).phase.value
+            finally:
+                await drivers.close()
+
+        phase = asyncio.run(run())
+        if phase != "Succeeded":
+            raise RuntimeError(f"the engine's migration ended {phase}")
+
     def operator(self, mode: str) -> None:
         self.serial += 1
         name = f"bench-{self.serial}"
@@ -195,6 +220,7 @@ class Bench:
             "libvirt-python": self.bare,
             "virsh": self.virsh,
             "domig migrate": self.domig,
+            "domig's engine": self.engine,
             "operator": self.operator,
         }[tool]
         started = time.perf_counter()
