@@ -71,12 +71,24 @@ async def monitor(run: Run) -> Phase:
             return await _ended_without_job(run)
         await _steer(run, job, watch, outlook)
         await run.report()
-        if watch.abort_handled:
-            await asyncio.sleep(run.policy.poll_interval)
-        else:
-            with contextlib.suppress(TimeoutError):
-                # An abort request wakes us at once rather than one poll later.
-                await asyncio.wait_for(run.controls.abort_requested.wait(), run.policy.poll_interval)
+        await _pause(run, watch)
+
+
+async def _pause(run: Run, watch: Watch) -> None:
+    """Until the next look: the poll interval, cut short by news of the job from the driver (its
+    end is seen when it happens, not up to one interval later) or by an abort request."""
+    interval = run.policy.poll_interval
+    waits: list[asyncio.Future[object]] = [asyncio.ensure_future(run.source.news(run.source_name, interval))]
+    if not watch.abort_handled:
+        waits.append(asyncio.ensure_future(run.controls.abort_requested.wait()))
+    try:
+        await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        for waiting in waits:
+            with contextlib.suppress(asyncio.CancelledError, BackendError):
+                await waiting
 
 
 async def _read_job(run: Run, watch: Watch) -> JobInfo:

@@ -27,8 +27,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def host_configs(hosts: LibvirtHosts, *, p2p: bool = False, addresses: bool = True) -> list[HostConfig]:
-    options = {"peerToPeer": True} if p2p else {}
+def host_configs(hosts: LibvirtHosts, *, p2p: bool | None = False, addresses: bool = True) -> list[HostConfig]:
+    """`p2p`: the hosts' peerToPeer; None leaves it unset (peer-to-peer, managed when it cannot be)."""
+    options = {} if p2p is None else {"peerToPeer": p2p}
     return [
         HostConfig(A, "libvirt", hosts.a.uri, hosts.a.spec.migration_address if addresses else None, options=options),
         HostConfig(B, "libvirt", hosts.b.uri, hosts.b.spec.migration_address if addresses else None, options=options),
@@ -88,7 +89,7 @@ class Lab:
     kvm: bool
     policy: RunPolicy = field(default_factory=lambda: RunPolicy(poll_interval=0.2))
 
-    def engine(self, *, p2p: bool = False, addresses: bool = True, **policy: Any) -> Engine:
+    def engine(self, *, p2p: bool | None = False, addresses: bool = True, **policy: Any) -> Engine:
         from controller.backends.libvirt.driver import LibvirtDriver
 
         pol = RunPolicy(**{**self.policy.__dict__, **policy})
