@@ -135,10 +135,10 @@ def sasl_host(name: str, uri: str, secret_name: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def sasl_migration(name: str, source: str, destination: str) -> dict[str, Any]:
+def sasl_migration(name: str, source: str, destination: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "domig.dev/v1alpha1", "kind": "DomainMigration", "metadata": {"name": name, "namespace": NS},
-        "spec": {"domain": "web", "source": source, "destination": destination, "flags": ["live"]},
+        "spec": {"domain": "web", "source": source, "destination": destination, "flags": ["live"], **spec},
     }  # fmt: skip
 
 
@@ -191,7 +191,7 @@ async def test_the_operator_logs_in_with_a_secret(
             # Migrations with these credentials: one from host C, which runs no guests (Failed), and
             # two with the host whose password is refused (Pending while it is not Ready); each
             # says why in its status and Events.
-            kube.apply(sasl_migration("from-c", "host-c", "host-c"))
+            kube.apply(sasl_migration("from-c", "host-c", "host-c", dname="web-copy"))
             kube.apply(sasl_migration("to-bad", "host-c", "host-c-bad"))
             kube.apply(sasl_migration("from-bad", "host-c-bad", "host-c"))
             for name in ("from-c", "to-bad", "from-bad"):
