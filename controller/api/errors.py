@@ -35,21 +35,31 @@ def field_path(loc: Iterable[int | str], prefix: str = "", maps: frozenset[str] 
     return path or "(document)"
 
 
+SHOWN = 60  # characters of a refused value repeated in a message: enough to recognise it
+
+
+def shown(value: Any) -> str:
+    """A refused value as a message repeats it: cut short, since the user has it (a 70 kB string,
+    a map of 3,000 parameters) and a status message or an apply-time refusal must stay readable."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[: SHOWN - 1]}… ({len(text)} characters)"
+
+
 def _message(error: Any) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
     if kind == "enum":
-        return f"{value!r} is not one of: {ctx.get('expected', '')}".replace("'", "")
+        return f"{shown(value)} is not one of: {ctx.get('expected', '')}".replace("'", "")
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
         return "is not a known field"
     if kind == "literal_error":
-        return f"must be {ctx.get('expected')}, got {value!r}"
+        return f"must be {ctx.get('expected')}, got {shown(value)}"
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", error["msg"]))
-    return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {shown(value)})"
 
 
 def explain(exc: ValidationError, prefix: str = "", maps: frozenset[str] = frozenset()) -> SpecError:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from dataclasses import field as attribute
 from typing import Any
 
-from controller.api.errors import IDENT
+from controller.api.errors import IDENT, shown
 
 
 class Undefined(Exception):
@@ -335,10 +335,13 @@ class Rule:
             return None  # a field it needs is missing or of another type: the schema says so
         why = self.message
         if isinstance(self.detail, KeysMatch):
-            why += f", got {', '.join(repr(k) for k in self.detail.offenders(doc))}"
+            offenders = self.detail.offenders(doc)
+            why += f", got {', '.join(shown(k) for k in offenders[:3])}" + (
+                f" and {len(offenders) - 3} more" if len(offenders) > 3 else ""
+            )
         elif self.detail is not None:
             try:
-                why += f", got {self.detail.value(doc)!r}"
+                why += f", got {shown(self.detail.value(doc))}"
             except Undefined:
                 pass
         return self.path, why

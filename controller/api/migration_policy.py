@@ -44,7 +44,7 @@ class MigrationPolicy(Model):
     api_version: Literal["domig.dev/v1alpha1"] = "domig.dev/v1alpha1"
     kind: Literal["MigrationPolicy"] = "MigrationPolicy"
     metadata: ObjectMeta
-    spec: MigrationPolicySpec = Field(default_factory=MigrationPolicySpec)
+    spec: MigrationPolicySpec  # required, as the CRD has it: `spec: {}` is a policy that sets nothing
     status: dict[str, object] | None = None
 
     def problems(self) -> list[tuple[str, str]]:

@@ -9,6 +9,8 @@ driver's own parameters (xend's `xen.*`) are in its declaration (controller/api/
 import re
 from dataclasses import dataclass
 
+from controller.api.errors import shown
+
 ParamValue = int | str
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
@@ -26,14 +28,14 @@ class ParamType:
         """Why the value is wrong, or None."""
         if self.kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
-                return f"must be an integer{' (' + self.unit + ')' if self.unit else ''}, got {value!r}"
+                return f"must be an integer{' (' + self.unit + ')' if self.unit else ''}, got {shown(value)}"
             if self.minimum is not None and value < self.minimum:
                 return f"must be at least {self.minimum}, got {value}"
             if self.maximum is not None and value > self.maximum:
                 return f"must be at most {self.maximum}, got {value}"
             return None
         if not isinstance(value, str):
-            return f"must be a string, got {value!r}"
+            return f"must be a string, got {shown(value)}"
         if self.choices is not None:
             bad = [item for item in value.split(",") if item not in self.choices]
             if bad:

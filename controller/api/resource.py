@@ -18,7 +18,8 @@ class ObjectMeta(Model):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    namespace: str | None = None
+    # A namespace's name is an RFC 1123 label: anything else cannot exist in any cluster.
+    namespace: str | None = Field(None, min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     generation: int | None = None
     uid: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)

@@ -36,6 +36,8 @@ def _prefixed(path: Path, exc: SpecError, index: int | None = None) -> SpecError
 def load_migration_file(path: Path) -> DomainMigration:
     docs = _documents(path)
     migrations = [d for d in docs if isinstance(d, dict) and d.get("kind", "DomainMigration") == "DomainMigration"]
+    if len(docs) == 1:
+        migrations = docs  # one document, whatever it is: the model names what is wrong with it (kind: ...)
     if len(migrations) != 1:
         raise SpecError([f"{path}: expected one DomainMigration document, found {len(migrations)}"])
     try:

@@ -53,7 +53,8 @@ def check_host(index: HostIndex, name: str, field: str, namespace: str) -> Hyper
     if allowed is not None and namespace not in allowed:
         raise HostProblem(
             Reason.NamespaceNotAllowed,
-            f"HypervisorHost {name} does not allow namespace {namespace} (allowedNamespaces: {', '.join(allowed)})",
+            f"HypervisorHost {name} does not allow namespace {namespace}"
+            f" (allowedNamespaces: {', '.join(allowed) or 'none'})",
             final=True,
         )
     if field == "destination" and host.spec.closed:

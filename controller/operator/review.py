@@ -50,6 +50,11 @@ def admitted_spec(old: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A part of a document that should be a mapping; anything else reads as empty (the model says why)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def chosen_destination(body: Mapping[str, Any] | None) -> str | None:
     """The destination the operator chose for a migration whose spec names none."""
     placement = ((body or {}).get("status") or {}).get("placement") or {}
@@ -65,12 +70,14 @@ def review_migration(
     policy: MigrationPolicy | None = None,
 ) -> Verdict:
     verdict = Verdict()
-    meta = new.get("metadata") or {}
+    meta = _mapping(new.get("metadata"))
     namespace = str(meta.get("namespace") or "")
-    spec = dict(new.get("spec") or {})
+    raw = new.get("spec")
+    spec = dict(raw) if isinstance(raw, Mapping) else {}
+    given = spec if isinstance(raw, Mapping) or raw is None else raw  # not a mapping: the model names spec
     try:
         migration = DomainMigration.parse(
-            {"metadata": {"name": meta.get("name") or "x", "namespace": namespace}, "spec": spec}
+            {"metadata": {"name": meta.get("name") or "x", "namespace": namespace or None}, "spec": given}
         )
     except SpecError as exc:
         verdict.problems.extend(exc.problems)
@@ -154,7 +161,8 @@ def _review_document(model: type[HypervisorHost] | type[MigrationPolicy], new: M
     """What the model refuses beyond the CRD's schema and rules (its cross-object checks)."""
     verdict = Verdict()
     try:
-        model.parse({"metadata": new.get("metadata") or {"name": "x"}, "spec": new.get("spec") or {}})
+        spec = new.get("spec")
+        model.parse({"metadata": new.get("metadata") or {"name": "x"}, "spec": {} if spec is None else spec})
     except SpecError as exc:
         verdict.problems.extend(exc.problems)
     return verdict

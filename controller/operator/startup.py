@@ -144,7 +144,9 @@ def _check_permissions(client: kubernetes.client.ApiClient, scope: Scope, peerin
     needed = list(PERMISSIONS)
     if scope.webhook:
         why = "the admission webhook could not be registered (manifests/webhook.yaml)"
-        needed += _both(("create", "patch"), "validatingwebhookconfigurations", "admissionregistration.k8s.io", why=why)
+        # kopf's managed mode keeps a mutating configuration too (empty: domig only validates).
+        for configurations in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+            needed += _both(("create", "patch"), configurations, "admissionregistration.k8s.io", why=why)
     if peering is not None:
         group, plural, _ = peering
         why = "the replicas could not agree which one acts"

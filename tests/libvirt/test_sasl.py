@@ -1,5 +1,8 @@
 """SASL credentials through libvirt's auth callback, against a real SASL-enabled libvirtd.
 
+The operator's part: probes and migrations with a good and a refused password, then status,
+Events, logs and /metrics searched for either password in any form (`leaks`).
+
 Host C (``sasl_libvirt_host``) listens on ``qemu+tcp://127.0.0.4:16511/system`` with
 ``auth_tcp = "sasl"`` and ``mech_list: digest-md5``; its sasldb holds one user whose password is
 random per run, so finding it anywhere (error, repr, log, Kubernetes object) is a real leak.
@@ -23,6 +26,7 @@ from controller.backends.protocol import BackendError, Connection, Credentials, 
 from tests.harness.libvirtd import SaslLibvirtHost
 from tests.kube.emulator import ApiServer, KopfOperator
 from tests.operator.conftest import CRDS, FAST, HANDLERS, NS, until
+from tests.operator.test_secrets_never_shown import everything, leaks
 
 pytestmark = [pytest.mark.libvirt]
 
@@ -131,6 +135,21 @@ def sasl_host(name: str, uri: str, secret_name: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def sasl_migration(name: str, source: str, destination: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "domig.dev/v1alpha1", "kind": "DomainMigration", "metadata": {"name": name, "namespace": NS},
+        "spec": {"domain": "web", "source": source, "destination": destination, "flags": ["live"], **spec},
+    }  # fmt: skip
+
+
+def ended(kube: ApiServer, name: str) -> dict[str, Any] | None:
+    status = (kube.read("domainmigrations", name, NS) or {}).get("status") or {}
+    done = status.get("phase") in ("Succeeded", "Failed", "Aborted") or (
+        status.get("phase") == "Pending" and status.get("reason")
+    )
+    return dict(status) if done else None
+
+
 def status_of(kube: ApiServer, name: str) -> dict[str, Any]:
     return dict((kube.read("hypervisorhosts", name) or {}).get("status") or {})
 
@@ -169,9 +188,20 @@ async def test_the_operator_logs_in_with_a_secret(
             assert bad["reachable"] is False and ready(bad) == "False", bad
             assert "authentication failed for host-c-bad" in bad["message"], bad
 
-            objects = repr([*kube.list_objects("hypervisorhosts"), *kube.list_objects("events", NS)])
+            # Migrations with these credentials: one from host C, which runs no guests (Failed), and
+            # two with the host whose password is refused (Pending while it is not Ready); each
+            # says why in its status and Events.
+            kube.apply(sasl_migration("from-c", "host-c", "host-c", dname="web-copy"))
+            kube.apply(sasl_migration("to-bad", "host-c", "host-c-bad"))
+            kube.apply(sasl_migration("from-bad", "host-c-bad", "host-c"))
+            for name in ("from-c", "to-bad", "from-bad"):
+                done = await until(lambda name=name: ended(kube, name), within=60)
+                assert done["reason"] and done["message"], done
+            assert ended(kube, "from-c")["phase"] == "Failed"  # type: ignore[index]
+            said = ended(kube, "from-bad")["message"]  # type: ignore[index]
+            assert "host-c-bad" in said, said
+            objects = everything(kube)
+            found = leaks(kube, caplog.text, [(host.username, host.password), (host.username, bad_password)])
         assert not kube.server_errors, kube.server_errors
-    assert "host-c-bad" in objects  # the listing holds what we look through
-    for password in (host.password, bad_password):
-        assert password not in objects
-        assert password not in caplog.text
+    assert "host-c-bad" in objects and "from-bad" in objects  # the listing holds what we look through
+    assert not found, found

@@ -152,9 +152,29 @@ class StateWritingMixin:
         version = version or rdef.storage_version
         if not isinstance(body, dict):
             raise _bad_request("the object must be a JSON/YAML mapping")
-        if body.get("kind") not in (None, rdef.kind):
+        for key in ("apiVersion", "kind"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise _bad_request(f"json: cannot unmarshal into Go struct field TypeMeta.{key} of type string")
+        if body.get("kind") not in (None, "", rdef.kind):
             raise _bad_request(f"the kind {body.get('kind')!r} does not match the expected kind {rdef.kind!r}")
-        meta = body.setdefault("metadata", {})
+        expected = f"{rdef.group}/{version}" if rdef.group else version
+        if body.get("apiVersion") not in (None, "", expected):
+            raise _bad_request(
+                f"the API version in the data ({body['apiVersion']}) does not match"
+                f" the expected API version ({expected})"
+            )
+        if body.get("metadata") is None:  # JSON null decodes to an empty ObjectMeta in kube
+            body["metadata"] = {}
+        meta = body["metadata"]
+        if not isinstance(meta, dict):
+            raise _bad_request(
+                f"json: cannot unmarshal {type(meta).__name__} into Go struct field .metadata of type v1.ObjectMeta"
+            )
+        for key in ("name", "generateName", "namespace"):
+            if meta.get(key) is not None and not isinstance(meta[key], str):
+                raise _bad_request(
+                    f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{key} of type string"
+                )
         if rdef.namespaced:
             if meta.get("namespace") not in (None, "", namespace):
                 raise _bad_request(
