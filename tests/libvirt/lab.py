@@ -27,11 +27,21 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def host_configs(hosts: LibvirtHosts, *, p2p: bool = False, addresses: bool = True) -> list[HostConfig]:
-    options = {"peerToPeer": True} if p2p else {}
+def host_configs(
+    hosts: LibvirtHosts,
+    *,
+    p2p: bool = False,
+    addresses: bool = True,
+    uris: tuple[str, str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> list[HostConfig]:
+    """``uris`` replaces the daemons' plain-TCP URIs (TLS, ssh); ``options`` the host options."""
+    if options is None:
+        options = {"peerToPeer": True} if p2p else {}
+    uri_a, uri_b = uris if uris is not None else hosts.uris
     return [
-        HostConfig(A, "libvirt", hosts.a.uri, hosts.a.spec.migration_address if addresses else None, options=options),
-        HostConfig(B, "libvirt", hosts.b.uri, hosts.b.spec.migration_address if addresses else None, options=options),
+        HostConfig(A, "libvirt", uri_a, hosts.a.spec.migration_address if addresses else None, options=options),
+        HostConfig(B, "libvirt", uri_b, hosts.b.spec.migration_address if addresses else None, options=options),
     ]
 
 
@@ -88,15 +98,20 @@ class Lab:
     kvm: bool
     policy: RunPolicy = field(default_factory=lambda: RunPolicy(poll_interval=0.2))
 
-    def engine(self, *, p2p: bool = False, addresses: bool = True, **policy: Any) -> Engine:
+    def engine(
+        self,
+        *,
+        p2p: bool = False,
+        addresses: bool = True,
+        uris: tuple[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+        **policy: Any,
+    ) -> Engine:
         from controller.backends.libvirt.driver import LibvirtDriver
 
         pol = RunPolicy(**{**self.policy.__dict__, **policy})
-        return Engine(
-            DriverTable({"libvirt": LibvirtDriver()}),
-            StaticHosts(host_configs(self.hosts, p2p=p2p, addresses=addresses)),
-            pol,
-        )
+        configs = host_configs(self.hosts, p2p=p2p, addresses=addresses, uris=uris, options=options)
+        return Engine(DriverTable({"libvirt": LibvirtDriver()}), StaticHosts(configs), pol)
 
     async def run(
         self,

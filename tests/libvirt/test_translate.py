@@ -154,6 +154,14 @@ def test_auth_failures_name_the_host_and_missing_credentials() -> None:
     plain = connect_error(refused, HostConfig("host-c", "libvirt", "qemu+tcp://h/system", credentials=creds))
     assert (plain.message, plain.reason) == ("unable to connect to server at 'h:16509': Connection refused",
                                              Reason.HostUnreachable)  # fmt: skip
+    # A refused certificate is an auth failure to libvirt too; a TLS host hears about certificates.
+    cert = error(libvirt.VIR_ERR_AUTH_FAILED, "authentication failed: Failed to verify peer's certificate")
+    for uri in ("qemu+tls://h/system?pkipath=/p", "qemu://h/system"):
+        tls = connect_error(cert, HostConfig("host-t", "libvirt", uri))
+        assert tls.message.startswith("authentication failed for host-t (TLS: the client certificate"), tls.message
+        assert "username" not in tls.message and tls.message.endswith(": Failed to verify peer's certificate")
+    over_ssh = connect_error(cert, HostConfig("host-s", "libvirt", "qemu+ssh://root@h/system"))
+    assert "TLS" not in over_ssh.message
 
 
 def test_a_zero_dirty_rate_in_the_first_pass_is_not_measured_yet() -> None:

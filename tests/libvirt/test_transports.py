@@ -1,0 +1,94 @@
+"""Every libvirt transport users rely on, through the engine on the two real daemons.
+
+- ``qemu+tls://``: A and B listen for TLS with certificates made for the run (tests/harness/pki.py);
+  domig's connections carry the client certificate by ``?pkipath=``. Managed, domig opens both
+  URIs; peer-to-peer, A's daemon opens B's URI itself, pkipath and all (the only way it can
+  reach B is that ``qemu+tls://`` URI: B listens on TCP too, but not at that port).
+- ``qemu+ssh://``: an sshd in each host's mount namespace (tests/harness/sshd.py), a user key made
+  for the run (``keyfile=``), the servers' keys checked against a known_hosts made for the run.
+
+Each mode is explicit (``peerToPeer: true`` or ``false``), so the tests mean the same whatever the
+default is. Every test asserts where the guest runs afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.api.enums import Phase, Reason
+from tests.harness.libvirtd import LibvirtHosts
+from tests.harness.pki import TestCA
+from tests.harness.sshd import SshAccess
+from tests.libvirt.lab import A, B, Lab, migration, report
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+
+MODES = [pytest.param(False, id="managed"), pytest.param(True, id="p2p")]
+
+
+@pytest.fixture
+def lab(clean_libvirt_hosts: LibvirtHosts, use_kvm: bool) -> Lab:
+    return Lab(clean_libvirt_hosts, use_kvm)
+
+
+def _mode(p2p: bool) -> dict[str, bool]:
+    return {"peerToPeer": p2p}
+
+
+@pytest.mark.parametrize("p2p", MODES)
+async def test_migrates_over_tls(lab: Lab, p2p: bool) -> None:
+    name = lab.idle_guest("tls")
+    uris = (lab.hosts.a.tls_uri, lab.hosts.b.tls_uri)
+    assert all(u.startswith("qemu+tls://") and "pkipath=" in u for u in uris)
+    status, _, seconds = await lab.run(migration(name), uris=uris, options=_mode(p2p))
+    assert (status.phase, status.reason) == (Phase.Succeeded, Reason.Completed), status.message
+    assert lab.running_on(name) == [B] and lab.states(name)[A] is None
+    report("qemu+tls", p2p=p2p, kvm=lab.kvm, seconds=seconds, downtime_ms=status.downtime_ms)
+
+
+def _foreign_client(folder: Path) -> Path:
+    """A client certificate from another CA: a well-formed one the daemons must not accept."""
+    return TestCA(folder / "ca", "not the hosts' CA").client(folder / "client")
+
+
+async def test_tls_with_a_certificate_from_another_ca_is_refused_before_anything_moves(
+    lab: Lab, tmp_path: Path
+) -> None:
+    name = lab.idle_guest("tls-refused")
+    foreign = _foreign_client(tmp_path)
+    uris = (lab.hosts.a.spec.tls_uri(foreign), lab.hosts.b.spec.tls_uri(foreign))
+    status, _, _ = await lab.run(migration(name), uris=uris, options=_mode(False))
+    assert (status.phase, status.reason) == (Phase.Failed, Reason.HostUnreachable), status.message
+    assert status.message and "TLS: the client certificate" in status.message
+    assert "username" not in status.message  # not the SASL hint
+    assert lab.running_on(name) == [A] and lab.states(name)[B] is None
+    report("qemu+tls refused", message=status.message)
+
+
+@pytest.mark.parametrize("p2p", MODES)
+async def test_migrates_over_ssh(lab: Lab, ssh_access: SshAccess, p2p: bool) -> None:
+    name = lab.idle_guest("ssh")
+    uris = (ssh_access.uri(lab.hosts.a), ssh_access.uri(lab.hosts.b))
+    status, _, seconds = await lab.run(migration(name), uris=uris, options=_mode(p2p))
+    assert (status.phase, status.reason) == (Phase.Succeeded, Reason.Completed), status.message
+    assert lab.running_on(name) == [B] and lab.states(name)[A] is None
+    report("qemu+ssh", p2p=p2p, kvm=lab.kvm, seconds=seconds, downtime_ms=status.downtime_ms)
+
+
+async def test_ssh_with_a_key_the_host_does_not_accept_is_refused(
+    lab: Lab, ssh_access: SshAccess, tmp_path: Path
+) -> None:
+    import subprocess
+
+    stranger = tmp_path / "id_stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    name = lab.idle_guest("ssh-refused")
+    uris = tuple(ssh_access.uri(h).replace(str(ssh_access.key), str(stranger)) for h in lab.hosts)
+    assert len(uris) == 2
+    status, _, _ = await lab.run(migration(name), uris=(uris[0], uris[1]), options=_mode(False))
+    assert (status.phase, status.reason) == (Phase.Failed, Reason.HostUnreachable), status.message
+    assert status.message and "Permission denied (publickey)" in status.message
+    assert lab.running_on(name) == [A] and lab.states(name)[B] is None
+    report("qemu+ssh refused", message=status.message)
