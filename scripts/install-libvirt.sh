@@ -15,6 +15,8 @@ PACKAGES=(
     libvirt-clients
     libvirt-dev
     qemu-system-x86
+    # qemu-img: the storage migration's local qcow2 disks (tests/libvirt/test_storage.py)
+    qemu-utils
     binutils
     pkg-config
     gcc
@@ -67,7 +69,7 @@ if ((${#missing[@]})); then
     fi
 fi
 
-for bin in libvirtd qemu-system-x86_64 as ld objcopy unshare saslpasswd2 sshd ssh-keygen nsenter virt-ssh-helper; do
+for bin in libvirtd qemu-system-x86_64 as ld objcopy unshare saslpasswd2 qemu-img sshd ssh-keygen nsenter virt-ssh-helper; do
     command -v "$bin" >/dev/null || [[ -x "/usr/sbin/$bin" ]] || die "$bin not found after install"
 done
 
