@@ -18,10 +18,14 @@ from pathlib import Path
 import pytest
 
 from controller.api.enums import Phase, Reason
-from tests.harness.libvirtd import LibvirtHosts
+from controller.api.status import DomainMigrationStatus
+from controller.backends.protocol import Credentials, HostConfig
+from controller.backends.registry import DriverTable
+from controller.engine import Engine, StaticHosts
+from tests.harness.libvirtd import LibvirtHost, LibvirtHosts
 from tests.harness.pki import TestCA
 from tests.harness.sshd import SshAccess
-from tests.libvirt.lab import A, B, Lab, migration, report
+from tests.libvirt.lab import A, B, Lab, Recorder, migration, report
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -46,6 +50,60 @@ async def test_migrates_over_tls(lab: Lab, p2p: bool) -> None:
     assert (status.phase, status.reason) == (Phase.Succeeded, Reason.Completed), status.message
     assert lab.running_on(name) == [B] and lab.states(name)[A] is None
     report("qemu+tls", p2p=p2p, kvm=lab.kvm, seconds=seconds, downtime_ms=status.downtime_ms)
+
+
+def _secret_of(pkipath: Path) -> Credentials:
+    """The Secret a user would make from a client's certificate files (keys named as libvirt names them)."""
+    return Credentials(
+        {name: (pkipath / name).read_text() for name in ("cacert.pem", "clientcert.pem", "clientkey.pem")}
+    )
+
+
+async def test_tls_certificates_from_the_hosts_secret(lab: Lab) -> None:
+    """The URIs name no pkipath: the client certificate comes from the hosts' Secret (managed)."""
+    name = lab.idle_guest("tls-secret")
+    pkipath = lab.hosts.client_pki
+    assert pkipath is not None
+    secret = _secret_of(pkipath)
+    configs = [
+        HostConfig(A, "libvirt", _bare_tls(lab.hosts.a), "127.0.0.3", secret, {"peerToPeer": False}),
+        HostConfig(B, "libvirt", _bare_tls(lab.hosts.b), "127.0.0.2", secret, {"peerToPeer": False}),
+    ]
+    status = await _run_with(lab, configs, name)
+    assert (status.phase, status.reason) == (Phase.Succeeded, Reason.Completed), status.message
+    assert lab.running_on(name) == [B] and lab.states(name)[A] is None
+
+
+async def test_peer_to_peer_tls_needs_the_source_hosts_own_certificate(lab: Lab) -> None:
+    """Peer-to-peer, A's daemon opens B's URI with A's certificates (/etc/pki, which these hosts
+    lack), not the operator's: the Secret cannot help it. The status says so; nothing moves."""
+    name = lab.idle_guest("tls-secret-p2p")
+    pkipath = lab.hosts.client_pki
+    assert pkipath is not None
+    secret = _secret_of(pkipath)
+    configs = [
+        HostConfig(A, "libvirt", _bare_tls(lab.hosts.a), "127.0.0.3", secret, {"peerToPeer": True}),
+        HostConfig(B, "libvirt", _bare_tls(lab.hosts.b), "127.0.0.2", secret, {"peerToPeer": True}),
+    ]
+    status = await _run_with(lab, configs, name)
+    assert status.phase is Phase.Failed, status.message
+    assert status.message and "/etc/pki/CA/cacert.pem" in status.message and f"runs on {A}" in status.message
+    assert lab.running_on(name) == [A] and lab.states(name)[B] is None
+    report("p2p tls without the source host's own certificate", message=status.message)
+
+
+def _bare_tls(host: LibvirtHost) -> str:
+    return host.tls_uri.partition("?")[0]
+
+
+async def _run_with(lab: Lab, configs: list[HostConfig], name: str) -> DomainMigrationStatus:
+    from controller.backends.libvirt.driver import LibvirtDriver
+
+    engine = Engine(DriverTable({"libvirt": LibvirtDriver()}), StaticHosts(configs), lab.policy)
+    try:
+        return await engine.run(migration(name), Recorder())
+    finally:
+        await engine.drivers.close()
 
 
 def _foreign_client(folder: Path) -> Path:
