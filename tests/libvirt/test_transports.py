@@ -150,3 +150,54 @@ async def test_ssh_with_a_key_the_host_does_not_accept_is_refused(
     assert status.message and "Permission denied (publickey)" in status.message
     assert lab.running_on(name) == [A] and lab.states(name)[B] is None
     report("qemu+ssh refused", message=status.message)
+
+
+async def test_the_operator_migrates_over_tls_with_certificates_from_a_secret(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kopf for real against the emulated API server: HypervisorHosts on bare ``qemu+tls://`` URIs
+    whose credentialsSecretRef holds the client certificate; the key shows up nowhere."""
+    import base64
+    import logging
+
+    from tests.kube.emulator import ApiServer, KopfOperator
+    from tests.libvirt.test_operator import dmig, libvirt_host
+    from tests.operator.conftest import CRDS, FAST, HANDLERS, NS, wait_phase
+
+    caplog.set_level(logging.DEBUG)
+    name = lab.idle_guest("tls-operator")
+    pkipath = lab.hosts.client_pki
+    assert pkipath is not None
+    files = {n: (pkipath / n).read_text() for n in ("cacert.pem", "clientcert.pem", "clientkey.pem")}
+    key_body = files["clientkey.pem"].splitlines()[1]  # a line of the private key itself
+    with ApiServer(crds=CRDS) as kube:
+        for k, v in {"KUBECONFIG": str(kube.kubeconfig), **FAST}.items():
+            monkeypatch.setenv(k, v)
+        async with KopfOperator(kube, HANDLERS):
+            kube.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "libvirt-tls-client", "namespace": NS},
+                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in files.items()},
+                }
+            )
+            for host, h in (("host-a", lab.hosts.a), ("host-b", lab.hosts.b)):
+                doc = libvirt_host(host, _bare_tls(h), h.spec.migration_address)
+                doc["spec"]["peerToPeer"] = False
+                doc["spec"]["credentialsSecretRef"] = {"name": "libvirt-tls-client", "namespace": NS}
+                kube.apply(doc)
+            kube.apply(dmig("over-tls", name))
+            done = await wait_phase(kube, "over-tls", {"Succeeded", "Failed", "Aborted"}, within=120)
+            assert done["status"]["phase"] == "Succeeded", done["status"].get("message")
+            objects = repr(
+                [
+                    *kube.list_objects("hypervisorhosts"),
+                    *kube.list_objects("domainmigrations", NS),
+                    *kube.list_objects("events", NS),
+                ]
+            )
+        assert not kube.server_errors, kube.server_errors
+    assert lab.running_on(name) == [B] and lab.states(name)[A] is None
+    assert "over-tls" in objects
+    assert key_body not in objects and key_body not in caplog.text
