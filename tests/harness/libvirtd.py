@@ -198,9 +198,14 @@ def _libvirtd_conf(spec: HostSpec, log_file: Path, tls: ServerTls | None = None)
     )
 
 
-def _qemu_conf(spec: HostSpec) -> str:
+def _qemu_conf(spec: HostSpec, migrate_tls: Path | None = None) -> str:
+    # The migration stream's own TLS (flag `tls`): QEMU's certificates, checked both ways.
+    tls_lines = (
+        [] if migrate_tls is None else [f'migrate_tls_x509_cert_dir = "{migrate_tls}"', "migrate_tls_x509_verify = 1"]
+    )
     return "\n".join(
         [
+            *tls_lines,
             'user = "root"',
             'group = "root"',
             "dynamic_ownership = 0",
@@ -231,6 +236,7 @@ class LibvirtHost:
         self._spawned_at = 0.0
         self.tls: ServerTls | None = None  # set before spawn() to open the TLS listener
         self.client_pki: Path | None = None  # a client's pkipath folder for tls_uri
+        self.migrate_tls: Path | None = None  # QEMU's TLS folder for the migration stream (flag tls)
 
     @property
     def name(self) -> str:
@@ -294,7 +300,7 @@ class LibvirtHost:
             (self.root / sub).mkdir(exist_ok=True)
             Path(target).mkdir(parents=True, exist_ok=True)  # mount point must exist outside too
         self.config_file.write_text(_libvirtd_conf(self.spec, self.log_file, self.tls))
-        (self.root / "etc" / "qemu.conf").write_text(_qemu_conf(self.spec))
+        (self.root / "etc" / "qemu.conf").write_text(_qemu_conf(self.spec, self.migrate_tls))
         (self.root / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(self.spec, self.log_file, self.tls))
         mounts = " && ".join(f"mount --bind {_q(self.root / sub)} {_q(target)}" for sub, target in self.mounts)
         script = (
@@ -479,6 +485,8 @@ class LibvirtHosts:
                 self.root / h.name / "pki", f"host-{h.name}", (h.spec.listen_address,), (f"host-{h.name}",)
             )
             h.client_pki = self.client_pki
+            addresses = tuple(dict.fromkeys((h.spec.listen_address, h.spec.migration_address)))
+            h.migrate_tls = self.ca.qemu(self.root / h.name / "qemu-tls", f"qemu-{h.name}", addresses)
 
     @property
     def a(self) -> LibvirtHost:

@@ -128,6 +128,18 @@ class TestCA:
             key_file=_write(folder / SERVER_KEY, key, 0o600),
         )
 
+    def qemu(self, folder: Path, common_name: str, addresses: tuple[str, ...]) -> Path:
+        """QEMU's own TLS folder for the migration stream (``migrate_tls_x509_cert_dir``, flag ``tls``):
+        the CA, a server certificate for the addresses the peer's QEMU connects to, and a client one."""
+        cert, key = self.issue(common_name, server=True, addresses=addresses)
+        client_cert, client_key = self.issue(f"{common_name} (client)", server=False)
+        _write(folder / "ca-cert.pem", self.cert_pem)
+        _write(folder / "server-cert.pem", cert)
+        _write(folder / "server-key.pem", key, 0o600)
+        _write(folder / "client-cert.pem", client_cert)
+        _write(folder / "client-key.pem", client_key, 0o600)
+        return folder
+
     def client(self, folder: Path, common_name: str = "domig") -> Path:
         """A client's ``pkipath`` folder: ``cacert.pem``, ``clientcert.pem``, ``clientkey.pem``."""
         cert, key = self.issue(common_name, server=False)

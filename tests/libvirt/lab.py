@@ -84,6 +84,12 @@ class Recorder:
         return [s for s in self.statuses if s.phase.value == "Migrating" and s.progress is not None]
 
 
+def copying(status: DomainMigrationStatus) -> bool:
+    """The job runs and has sent data (the first Migrating status comes before the migrate call)."""
+    p = status.progress
+    return status.phase.value == "Migrating" and p is not None and (p.data_processed_bytes or 0) > 0
+
+
 def iteration_at_least(n: int) -> Callable[[DomainMigrationStatus], bool]:
     def check(status: DomainMigrationStatus) -> bool:
         p = status.progress

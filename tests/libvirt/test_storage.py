@@ -28,7 +28,7 @@ from controller.api.status import DomainMigrationStatus
 from tests.harness.guest import MIB, assemble_boot_sector, dirtying_domain_xml
 from tests.harness.integrity import wait_for_passes
 from tests.harness.libvirtd import LibvirtHost, LibvirtHosts
-from tests.libvirt.lab import A, B, Lab, Recorder, migration, report, unique
+from tests.libvirt.lab import A, B, Lab, Recorder, copying, migration, report, unique
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -116,7 +116,7 @@ async def test_local_qcow2_disk_is_copied_with_the_guest_intact(lab: Lab, p2p: b
     def write_once(_s: DomainMigrationStatus) -> None:
         written.append(_write_through_guest(lab, name))
 
-    rec = Recorder(when=lambda s: s.phase is Phase.Migrating, then=write_once)
+    rec = Recorder(when=copying, then=write_once)
     m = migration(
         name,
         flags=["live", "persistDest", "undefineSource", "nonSharedDisk"],

@@ -4,6 +4,7 @@
   domig's connections carry the client certificate by ``?pkipath=``. Managed, domig opens both
   URIs; peer-to-peer, A's daemon opens B's URI itself, pkipath and all (the only way it can
   reach B is that ``qemu+tls://`` URI: B listens on TCP too, but not at that port).
+- the migration stream itself over TLS (flag ``tls``): QEMU's own certificates, per host.
 - ``qemu+ssh://``: an sshd in each host's mount namespace (tests/harness/sshd.py), a user key made
   for the run (``keyfile=``), the servers' keys checked against a known_hosts made for the run.
 
@@ -25,7 +26,7 @@ from controller.engine import Engine, StaticHosts
 from tests.harness.libvirtd import LibvirtHost, LibvirtHosts
 from tests.harness.pki import TestCA
 from tests.harness.sshd import SshAccess
-from tests.libvirt.lab import A, B, Lab, Recorder, migration, report
+from tests.libvirt.lab import A, B, Lab, Recorder, copying, migration, report
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -50,6 +51,40 @@ async def test_migrates_over_tls(lab: Lab, p2p: bool) -> None:
     assert (status.phase, status.reason) == (Phase.Succeeded, Reason.Completed), status.message
     assert lab.running_on(name) == [B] and lab.states(name)[A] is None
     report("qemu+tls", p2p=p2p, kvm=lab.kvm, seconds=seconds, downtime_ms=status.downtime_ms)
+
+
+@pytest.mark.parametrize("p2p", MODES)
+async def test_the_migration_stream_itself_over_tls(lab: Lab, p2p: bool) -> None:
+    """Flag ``tls``: QEMU encrypts the stream with its own certificates (qemu.conf's
+    ``migrate_tls_x509_cert_dir``, verified both ways); seen in the source QEMU's parameters."""
+    from tests.harness.integrity import qmp
+
+    name = lab.dirtying_guest("tls-stream")
+    seen: list[dict[str, object]] = []
+
+    def look(_s: DomainMigrationStatus) -> None:
+        conn = lab.hosts.a.open()
+        try:
+            seen.append(dict(qmp(conn.lookupByName(name), "query-migrate-parameters")))
+        finally:
+            conn.close()
+
+    rec = Recorder(when=copying, then=look)
+    flags = ["live", "persistDest", "undefineSource", "tls"]
+    status, _, seconds = await lab.run(migration(name, flags=flags, params={"downtime": 3000}), rec, options=_mode(p2p))
+    assert (status.phase, status.reason) == (Phase.Succeeded, Reason.Completed), status.message
+    assert seen and seen[0].get("tls-creds"), seen  # libvirt gave QEMU TLS credentials for the stream
+    assert lab.running_on(name) == [B] and lab.states(name)[A] is None
+    integrity = lab.integrity(lab.hosts.b, name)
+    assert integrity.pattern_found and integrity.corrupt_pages == 0, integrity.summary()
+    report(
+        "migration stream over TLS (flag tls)",
+        p2p=p2p,
+        seconds=seconds,
+        tls_creds=seen[0].get("tls-creds"),
+        tls_hostname=seen[0].get("tls-hostname"),
+        memory=f"{integrity.corrupt_pages} corrupt of {integrity.pages} pages",
+    )
 
 
 def _secret_of(pkipath: Path) -> Credentials:
