@@ -15,10 +15,13 @@ mount point            per-host source folder
 =====================  ==========================================
 
 Host A listens for libvirt RPC on 127.0.0.1:16509, host B on 127.0.0.2:16510 (plain TCP,
-no auth). Each has a distinct ``host_uuid`` -- libvirt refuses to migrate a domain to the
-"same host". Migration streams go to the destination's ``migration_address`` (127.0.0.3 for
-A, 127.0.0.2 for B): libvirt rejects 127.0.0.1 for ``migration_host``/``migration_address``
-("must not be the address of the local machine"), but other loopback addresses pass that check.
+no auth), and for TLS on 127.0.0.1:16514 and 127.0.0.2:16515 with certificates made for the run
+(:mod:`.pki`: a CA, a server certificate per host, one client's, named by ``host.tls_uri``'s
+``pkipath``; and QEMU's own, for a migration stream with flag ``tls``). Each has a distinct
+``host_uuid`` -- libvirt refuses to migrate a domain to the "same host". Migration streams go to
+the destination's ``migration_address`` (127.0.0.3 for A, 127.0.0.2 for B): libvirt rejects
+127.0.0.1 for ``migration_host``/``migration_address`` ("must not be the address of the local
+machine"), but other loopback addresses pass that check.
 
 Needs root, ``unshare`` (util-linux), ``libvirtd`` and ``qemu-system-x86_64``
 (see ``scripts/install-libvirt.sh``).
