@@ -1,4 +1,5 @@
-"""How fast the pieces the operator leans on are: the test driver's model, its file world, the engine.
+"""How fast the pieces the operator leans on are: the test driver's model, its file world, the engine;
+then the libvirt rows (bench/libvirt_rows.py): one guest migrated four ways between real daemons.
 
 Figures are wall time on this machine (2 cores); they are for comparing changes, not promises.
 """
@@ -90,6 +91,10 @@ def main() -> None:
     for row in [*model_rows(), *asyncio.run(world_rows()), *asyncio.run(engine_rows())]:
         table.add_row(*row)
     Console().print(table)
+    # Real daemons: says why and returns when libvirt, QEMU or root is missing.
+    from bench import libvirt_rows
+
+    libvirt_rows.main([])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ engine, not the driver, turns a missing capability into NoSupport before anythin
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -167,12 +168,19 @@ class Connection(ABC):
     async def lookup(self, name_or_uuid: str) -> DomainInfo | None: ...
 
     @abstractmethod
-    async def migrate(self, destination: Connection, request: MigrationRequest) -> None:
-        """Start migrating; return once the job runs (or has already finished)."""
+    async def migrate(self, destination: Connection, request: MigrationRequest) -> str | None:
+        """Start migrating; return once the job runs (or has already finished). What it returns, if
+        anything, is a warning for the status: how the migration runs differs from what the host
+        asked, at a risk it names (libvirt: managed, because peer-to-peer could not be used)."""
 
     @abstractmethod
     async def job(self, domain: str) -> JobInfo:
         """The outbound migration job of `domain` on this host: running, or the last finished."""
+
+    async def news(self, domain: str, seconds: float) -> None:
+        """The monitor's pause between two looks at the job: return early when the driver hears of a
+        change (libvirt's job events, the migrate call returning), else after `seconds`."""
+        await asyncio.sleep(seconds)
 
     async def abort(self, domain: str) -> None:
         raise BackendError("abort is not supported", Reason.NoSupport)

@@ -99,9 +99,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # Not at the top: --help and a usage error end above, and need none of what running loads.
-    from controller.cli.running import run_command
+    from controller.cli.running import finish, run_command
 
-    return run_command("domig", args.func, args)
+    code = run_command("domig", args.func, args)
+    if argv is None:  # the program itself (not a caller in this interpreter): end it now
+        finish(code)
+    return code
 
 
 if __name__ == "__main__":

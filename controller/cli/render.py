@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, TaskID, TextColumn
-from rich.progress import Progress as Bar
+from typing import TYPE_CHECKING, Any
 
 from controller.api.status import DomainMigrationStatus, Outlook, Progress
 from controller.engine.run import Transition
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 def human_bytes(value: float | None) -> str:
@@ -53,6 +53,10 @@ class LiveView:
     """The progress line: percent, rate, remaining, ETA (like `virsh migrate --verbose`, richer)."""
 
     def __init__(self, console: Console) -> None:
+        # Here, not at the top: `-o json` shows no bar and need not load it.
+        from rich.progress import BarColumn, TextColumn
+        from rich.progress import Progress as Bar
+
         self.console = console
         self.progress = Bar(
             TextColumn("[bold]{task.description:<10}"),
@@ -67,6 +71,7 @@ class LiveView:
         )
         self.task: TaskID | None = None
         self.steps_shown = 0
+        self.limitations_shown = 0
 
     def __enter__(self) -> LiveView:
         self.progress.start()
@@ -98,6 +103,9 @@ class LiveView:
                 f"{record.outcome.lower()}: {record.message}"
             )
         self.steps_shown = max(self.steps_shown, len(status.convergence))
+        for said in status.limitations[self.limitations_shown :]:
+            self.progress.console.print(f"[yellow]limitation:[/] {said}")
+        self.limitations_shown = max(self.limitations_shown, len(status.limitations))
 
 
 async def quiet(status: DomainMigrationStatus, transition: Transition | None) -> None:

@@ -10,12 +10,10 @@ import yaml
 from rich.console import Console
 
 from controller.api.errors import SpecError
-from controller.api.migration_policy import select_policy
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
 from controller.cli.defaults import DEMO_HOSTS, DEMO_MIGRATION
-from controller.cli.destinations import Placer, place
 from controller.cli.documents import HostsFile, load_hosts, load_hosts_file, load_migration_file, load_policies_file
 from controller.cli.running import EXIT_OK, report, run_migration
 
@@ -34,6 +32,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         migration.spec.dry_run = True
     if getattr(args, "policies", None):
+        from controller.api.migration_policy import select_policy
+
         # Standalone there is no namespace to label: policies select by the migration's own labels.
         chosen = select_policy(load_policies_file(Path(args.policies)), {}, migration.metadata.labels)
         if chosen is not None:
@@ -51,6 +51,9 @@ async def _migrate(migration: DomainMigration, hosts: HostsFile, output: str, er
     migration.status.destination = migration.spec.destination
     try:
         if migration.spec.destination is None:
+            # Only then: choosing a destination is the admission's work, which a named one needs not load.
+            from controller.cli.destinations import Placer, place
+
             if not await place(Placer(hosts, drivers), migration):
                 return migration.status
             said = migration.status.placement.message if migration.status.placement else migration.spec.destination

@@ -66,17 +66,30 @@ async def monitor(run: Run) -> Phase:
         if job.phase is JobPhase.failed:
             raise _failed(run, job)
         if job.phase is JobPhase.cancelled:
-            raise watch.failure or Outcome(Phase.Aborted, Reason.Aborted, "aborted; the migration was cancelled")
+            cancelled = Outcome(Phase.Aborted, Reason.Aborted, "aborted; the migration was cancelled")
+            raise watch.failure or _our_abort(run) or cancelled
         if job.phase is JobPhase.none:
             return await _ended_without_job(run, watch)
         await _steer(run, job, watch, outlook)
         await run.report()
-        if watch.abort_handled:
-            await asyncio.sleep(run.policy.poll_interval)
-        else:
-            with contextlib.suppress(TimeoutError):
-                # An abort request wakes us at once rather than one poll later.
-                await asyncio.wait_for(run.controls.abort_requested.wait(), run.policy.poll_interval)
+        await _pause(run, watch)
+
+
+async def _pause(run: Run, watch: Watch) -> None:
+    """Until the next look: the poll interval, cut short by news of the job from the driver (its
+    end is seen when it happens, not up to one interval later) or by an abort request."""
+    interval = run.policy.poll_interval
+    waits: list[asyncio.Future[object]] = [asyncio.ensure_future(run.source.news(run.source_name, interval))]
+    if not watch.abort_handled:
+        waits.append(asyncio.ensure_future(run.controls.abort_requested.wait()))
+    try:
+        await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        for waiting in waits:
+            with contextlib.suppress(asyncio.CancelledError, BackendError):
+                await waiting
 
 
 async def _read_job(run: Run, watch: Watch) -> JobInfo:
@@ -289,6 +302,19 @@ async def _force(run: Run, job: JobInfo, watch: Watch, why: str) -> None:
     run.status.message = why
 
 
+# The engine's own reasons to abort a job (the user's is Aborted): while Migrating, status.reason
+# holds one only from the moment the engine decided it, saved before the abort call.
+OUR_ABORTS = frozenset({Reason.Stalled, Reason.Timeout, Reason.NotConverging})
+
+
+def _our_abort(run: Run) -> Outcome | None:
+    """A job found cancelled after a restart, which this engine had aborted before it went down."""
+    if run.status.reason in OUR_ABORTS and not run.controls.aborting:
+        assert run.status.reason is not None
+        return fail(run.status.reason, run.status.message or "")
+    return None
+
+
 async def _abort(run: Run, job: JobInfo, watch: Watch, failure: Outcome | None) -> None:
     watch.abort_handled = True
     if job.postcopy:
@@ -297,6 +323,9 @@ async def _abort(run: Run, job: JobInfo, watch: Watch, failure: Outcome | None) 
     if not run.caps.abort:
         run.status.message = f"abort requested, but the {run.spec.source} driver cannot abort a migration"
         return
+    if failure is not None:
+        run.status.reason, run.status.message = failure.reason, failure.message
+        await run.report()  # durable before the call (must_save), as the migrate-call marker is
     try:
         await run.source.abort(run.source_name)
     except BackendError as exc:

@@ -35,9 +35,19 @@ Sink = Callable[[DomainMigrationStatus, Transition | None], Awaitable[None]]
 once every transition and every report for which `must_save` is true, before it returns."""
 
 
-def must_save(saved_marker: str | None, status: DomainMigrationStatus) -> bool:
-    """The migrate-call marker changed: it must be durable before the call is made."""
-    return status.migration_start_time != saved_marker
+Marker = tuple[str | None, str | None]
+
+
+def marker_of(status: DomainMigrationStatus) -> Marker:
+    """What must be durable before the engine acts on it: the migrate-call marker (saved before the
+    call), and the reason of an abort the engine decides itself (saved before the abort call, so that
+    a run resumed after a crash ends Failed with that reason, not Aborted as if the user had asked)."""
+    return status.migration_start_time, status.reason.value if status.reason else None
+
+
+def must_save(saved_marker: Marker | None, status: DomainMigrationStatus) -> bool:
+    """The marker changed since it was last saved: save it before going on."""
+    return marker_of(status) != saved_marker
 
 
 class Outcome(Exception):

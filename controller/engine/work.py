@@ -351,7 +351,15 @@ async def _start(run: Run) -> None:
     # The marker is saved before the call: after a crash, it tells the next run to look, not to call again.
     run.status.migration_start_time = timestamp()
     await run.report()
-    await ask(run.source.migrate(run.destination, request_of(run)), "the migration did not start", Reason.SourceFailed)
+    said = await ask(
+        run.source.migrate(run.destination, request_of(run)), "the migration did not start", Reason.SourceFailed
+    )
+    if said:
+        # The driver runs it otherwise than the host asked (libvirt: managed, not peer-to-peer):
+        # a limitation of this migration, said in the status (and, by the operator, as an Event).
+        run.status.limitations.append(said)
+        run.status.message = said
+        await run.report()
 
 
 async def _decide_without_job(run: Run) -> None:

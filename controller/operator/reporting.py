@@ -20,7 +20,7 @@ import kopf
 from controller.api.conditions import set_condition
 from controller.api.errors import SpecError
 from controller.api.status import ConditionType, DomainMigrationStatus, timestamp
-from controller.engine.run import Transition, must_save
+from controller.engine.run import Marker, Transition, marker_of, must_save
 from controller.operator import metrics
 from controller.operator.kube import Kube
 
@@ -55,11 +55,12 @@ class Reporter:
         self.last_patch = float("-inf")
         self.refusal: Refusal | None = None  # SpecChangeRefused, once the live spec has been looked at
         self.last: DomainMigrationStatus | None = None
-        self.saved_marker: str | None = saved.get("migrationStartTime")
+        self.saved_marker: Marker = (saved.get("migrationStartTime"), saved.get("reason"))
         self.observed: int | None = None  # the generation the last patch recorded
         self._patching = asyncio.Lock()
         # Convergence steps already told as Events (a resumed daemon does not tell them twice).
         self.steps_told = len(saved.get("convergence") or [])
+        self.limitations_told = len(saved.get("limitations") or [])
 
     @property
     def name(self) -> str:
@@ -74,7 +75,8 @@ class Reporter:
         metrics.observe(self.namespace, self.name, status)
         now = asyncio.get_running_loop().time()
         new_steps = status.convergence[self.steps_told :]
-        urgent = transition is not None or bool(new_steps) or must_save(self.saved_marker, status)
+        new_limits = status.limitations[self.limitations_told :]
+        urgent = transition is not None or bool(new_steps) or bool(new_limits) or must_save(self.saved_marker, status)
         if not urgent and now - self.last_patch < self.interval:
             return
         await self.patch(status)
@@ -87,6 +89,10 @@ class Reporter:
             kopf.event(self.body, type=kind, reason="ConvergenceStep", message=said)
             self.logger.info(said)
         self.steps_told += len(new_steps)
+        for said in new_limits:
+            kopf.event(self.body, type="Warning", reason="Limitation", message=said)
+            self.logger.warning(said)
+        self.limitations_told += len(new_limits)
 
     async def patch(self, status: DomainMigrationStatus) -> None:
         # One patch at a time, each a snapshot taken when its turn comes: two in flight could land
@@ -98,7 +104,7 @@ class Reporter:
             status.observed_generation = generation
             for condition in status.conditions:
                 condition.observed_generation = generation
-            marker = status.migration_start_time
+            marker = marker_of(status)
             await self.kube.patch_status("domainmigrations", self.name, self.namespace, status_patch(status))
             self.last_patch = asyncio.get_running_loop().time()
             self.saved_marker = marker

@@ -83,7 +83,7 @@ async def test_a_crash_between_the_saved_marker_and_the_call_starts_it_once() ->
 
 async def test_resume_from_what_a_throttled_sink_saved() -> None:
     """Like the operator: progress-only reports are not saved; transitions and the marker are."""
-    from controller.engine.run import must_save
+    from controller.engine.run import Marker, marker_of, must_save
 
     flags = ["live", "undefineSource"]
     total = await count_reports(flags)
@@ -91,7 +91,7 @@ async def test_resume_from_what_a_throttled_sink_saved() -> None:
         lab = make_lab()
         rec = Recorder(crash_at=crash_at)
         saved = migration(flags=flags)
-        marker: str | None = None
+        marker: Marker | None = None
 
         async def durable(
             status: DomainMigrationStatus,
@@ -102,7 +102,7 @@ async def test_resume_from_what_a_throttled_sink_saved() -> None:
             nonlocal marker
             if transition is not None or must_save(marker, status):
                 saved.status = status.model_copy(deep=True)
-                marker = status.migration_start_time
+                marker = marker_of(status)
             await rec(status, transition)
 
         with pytest.raises(Crash):
@@ -111,3 +111,45 @@ async def test_resume_from_what_a_throttled_sink_saved() -> None:
         status = await lab.run(saved)
         assert status.phase is Phase.Succeeded, (crash_at, status.message)
         assert lab.migrate_calls == 1, crash_at
+
+
+async def test_a_crash_after_the_engine_aborted_a_stalled_job_ends_stalled_not_aborted() -> None:
+    """The engine's own abort (timeouts.progress) is saved with its reason before the abort call:
+    a run resumed after a crash finds the job cancelled and says why (Failed, Stalled), not Aborted
+    as if the user had asked. Saved as the operator saves: transitions and must_save only."""
+    from controller.engine.run import Marker, marker_of, must_save
+
+    spinner = [{"name": "web", "memoryMiB": 2048, "dirtyRateMiBps": 1500}]
+    spec = {"timeouts": {"progress": 20}}
+    for crash_at in range(1, 200):
+        lab = make_lab(domains=spinner)
+        rec = Recorder(crash_at=crash_at)
+        saved = migration(**spec)
+        marker: Marker | None = None
+
+        async def durable(
+            status: DomainMigrationStatus,
+            transition: Transition | None,
+            saved: DomainMigration = saved,
+            rec: Recorder = rec,
+        ) -> None:
+            nonlocal marker
+            if transition is not None or must_save(marker, status):
+                saved.status = status.model_copy(deep=True)
+                marker = marker_of(status)
+            await rec(status, transition)
+
+        await lab.seed()
+        with pytest.raises(Crash):
+            await lab.engine().run(migration(**spec), durable)
+        jobs = list(lab.state["jobs"].values())
+        if jobs and jobs[0]["plan"].get("aborted_at") is not None:
+            break  # the engine died with the abort sent, before it said so
+    else:
+        pytest.fail("the engine never aborted the stalled job")
+    assert saved.status.phase is Phase.Migrating and saved.status.reason is Reason.Stalled
+    await asyncio.sleep(1.0)
+    status = await lab.run(saved)
+    assert (status.phase, status.reason) == (Phase.Failed, Reason.Stalled), status.message
+    assert "no progress for 20 s" in (status.message or "")
+    assert lab.migrate_calls == 1 and lab.where() == {"a": "running"}

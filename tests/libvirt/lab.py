@@ -30,14 +30,15 @@ def unique(prefix: str) -> str:
 def host_configs(
     hosts: LibvirtHosts,
     *,
-    p2p: bool = False,
+    p2p: bool | None = False,
     addresses: bool = True,
     uris: tuple[str, str] | None = None,
     options: dict[str, Any] | None = None,
 ) -> list[HostConfig]:
-    """``uris`` replaces the daemons' plain-TCP URIs (TLS, ssh); ``options`` the host options."""
+    """`p2p`: the hosts' peerToPeer; None leaves it unset (peer-to-peer, managed when it cannot be).
+    ``uris`` replaces the daemons' plain-TCP URIs (TLS, ssh); ``options`` the host options."""
     if options is None:
-        options = {"peerToPeer": True} if p2p else {}
+        options = {} if p2p is None else {"peerToPeer": p2p}
     uri_a, uri_b = uris if uris is not None else hosts.uris
     return [
         HostConfig(A, "libvirt", uri_a, hosts.a.spec.migration_address if addresses else None, options=options),
@@ -107,7 +108,7 @@ class Lab:
     def engine(
         self,
         *,
-        p2p: bool = False,
+        p2p: bool | None = False,
         addresses: bool = True,
         uris: tuple[str, str] | None = None,
         options: dict[str, Any] | None = None,

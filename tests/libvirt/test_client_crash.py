@@ -32,12 +32,12 @@ def lab(clean_libvirt_hosts: LibvirtHosts, use_kvm: bool) -> Lab:
     return Lab(clean_libvirt_hosts, use_kvm)
 
 
-def _hosts_yaml(lab: Lab, p2p: bool) -> str:
+def _hosts_yaml(lab: Lab, p2p: bool | None) -> str:
     docs = []
     for name, host in ((A, lab.hosts.a), (B, lab.hosts.b)):
         spec: dict[str, Any] = {"driver": "libvirt", "uri": host.uri, "migrationAddress": host.spec.migration_address}
-        if p2p:
-            spec["peerToPeer"] = True
+        if p2p is not None:
+            spec["peerToPeer"] = p2p
         docs.append(
             {"apiVersion": "domig.dev/v1alpha1", "kind": "HypervisorHost", "metadata": {"name": name}, "spec": spec}
         )
@@ -76,7 +76,7 @@ def _job_lifetime(lab: Lab, name: str, limit: float) -> float | None:
 
 
 @pytest.mark.parametrize("p2p", [False, True], ids=["managed", "peer-to-peer"])
-async def test_controller_killed_mid_migration(lab: Lab, tmp_path: Path, p2p: bool) -> None:
+async def test_controller_killed_mid_migration(lab: Lab, tmp_path: Path, p2p: bool | None) -> None:
     name = lab.dirtying_guest("dirty-crash")
     spec = {
         "domain": name,
@@ -117,14 +117,14 @@ async def test_controller_killed_mid_migration(lab: Lab, tmp_path: Path, p2p: bo
     where = lab.running_on(name)
     report(
         "controller killed",
-        mode="peer-to-peer" if p2p else "managed",
+        mode={False: "managed", True: "peer-to-peer", None: "default"}[p2p],
         job_ended_after_s=lifetime,
         resumed=f"{status.phase.value}/{status.reason}",
         resume_s=seconds,
         runs_on=where,
         message=status.message,
     )
-    if p2p:
+    if p2p is not False:  # the default is peer-to-peer
         assert lifetime is None, "the source daemon should carry a peer-to-peer migration on"
         assert status.phase is Phase.Succeeded, status.message
         assert where == [B] and lab.states(name)[A] is None

@@ -106,6 +106,8 @@ def test_peer_to_peer_is_a_libvirt_host_option() -> None:
     assert host_config(HypervisorHost.parse(doc)).options == {}
     doc["spec"]["peerToPeer"] = True  # type: ignore[index]
     assert host_config(HypervisorHost.parse(doc)).options == {"peerToPeer": True}
+    doc["spec"]["peerToPeer"] = False  # type: ignore[index]
+    assert host_config(HypervisorHost.parse(doc)).options == {"peerToPeer": False}  # managed, as asked
     doc["spec"]["driver"] = "test"  # type: ignore[index]
     with pytest.raises(SpecError, match="peerToPeer"):
         HypervisorHost.parse(doc)

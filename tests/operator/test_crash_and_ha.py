@@ -1,13 +1,18 @@
-"""kill -9 the operator mid-migration, and two replicas with peering: one migrate call, always."""
+"""kill -9 the operator in every phase, and two replicas with peering: one migrate call, always."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
+import kmock
 import pytest
 
 from tests.kube.emulator import ApiServer, KopfOperator, KopfSubprocess
-from tests.operator.conftest import FAST, HANDLERS, NS, host, migration, until, wait_phase, where, world_state
+from tests.kube.emulator.faults import Tripwire
+from tests.operator.conftest import FAST, HANDLERS, NS, host, migration, until, wait_phase, world_state
+from tests.operator.conftest import where as where_is
 
 SLOW = [{"name": "web", "memoryMiB": 6144, "dirtyRateMiBps": 10}]  # ~12 s at 500 MiB/s
 
@@ -24,21 +29,77 @@ def setup(kube: ApiServer, world: str) -> None:
     kube.apply(host("host-b", world, linkMiBps=500))
 
 
+def status_patch_of(name: str, request: kmock.Request) -> dict[str, Any] | None:
+    """The status a request writes to DomainMigration `name`, if it is such a write."""
+    if request.method != kmock.method.PATCH or request.subresource != "status" or request.name != name:
+        return None
+    return dict((request.data or {}).get("status") or {}) if isinstance(request.data, dict) else None
+
+
+def entering(phase: str) -> Callable[[ApiServer, kmock.Request], bool]:
+    """The write that moves the migration into `phase`."""
+
+    def check(kube: ApiServer, request: kmock.Request) -> bool:
+        written = status_patch_of("m", request)
+        stored = (kube.read("domainmigrations", "m", NS) or {}).get("status") or {}
+        return written is not None and written.get("phase") == phase and stored.get("phase") != phase
+
+    return check
+
+
+def marking(kube: ApiServer, request: kmock.Request) -> bool:
+    """The write of the migrate-call marker, which the engine saves before it calls migrate."""
+    written = status_patch_of("m", request)
+    stored = (kube.read("domainmigrations", "m", NS) or {}).get("status") or {}
+    return bool(written and written.get("migrationStartTime")) and not stored.get("migrationStartTime")
+
+
+def moving(kube: ApiServer, request: kmock.Request) -> bool:
+    """A progress report of a job under way."""
+    written = status_patch_of("m", request) or {}
+    percent = float((written.get("progress") or {}).get("percent") or 0)
+    return written.get("phase") == "Migrating" and 5 < percent < 95
+
+
+# Where the operator dies: the write it was making then (stored first or not), the phase the API
+# server holds at that moment, and how many migrate calls the hypervisor has seen by then. Before
+# Migrating a phase only reads, so dying as it starts or as it ends leaves the same state behind.
+KILLS = {
+    "Pending, admitted, its slot held": (entering("Validating"), False, "Pending", 0),
+    "Validating": (entering("Validating"), True, "Validating", 0),
+    "Preparing": (entering("Preparing"), True, "Preparing", 0),
+    "Migrating, as it starts": (entering("Migrating"), True, "Migrating", 0),
+    "Migrating, marker saved, no call yet": (marking, True, "Migrating", 0),
+    "Migrating, the job under way": (moving, True, "Migrating", 1),
+    "Migrating, the job done": (entering("Verifying"), False, "Migrating", 1),
+    "Verifying, its work done": (entering("Succeeded"), False, "Verifying", 1),
+}
+
+
 @pytest.mark.slow
-async def test_kill_9_while_migrating_then_restart_reattaches(kube: ApiServer, world: str) -> None:
-    setup(kube, world)
-    with KopfSubprocess(kube, HANDLERS, env=FAST) as first:
+@pytest.mark.parametrize("where", list(KILLS))
+async def test_kill_9_in_every_phase_then_restart(
+    kube: ApiServer, world: str, operator_env: dict[str, str], where: str
+) -> None:
+    """SIGKILL at an exact point, chosen by the write the operator is making (a tripwire in the
+    emulator: before the write is stored, or once it is, before the operator hears back); then a
+    fresh operator (in-process: no second start-up of a Python process) takes it from there."""
+    when, after, phase_then, calls_then = KILLS[where]
+    kube.apply(host("host-a", world, [{"name": "web", "memoryMiB": 1024}], linkMiBps=500))
+    kube.apply(host("host-b", world, linkMiBps=500))
+    with KopfSubprocess(kube, HANDLERS, env={**FAST, "DOMIG_PROGRESS_INTERVAL": "0.2"}) as first:
+        wire = Tripwire(lambda request: when(kube, request), first.kill, after=after)
+        kube.tripwires.append(wire)
         kube.apply(migration("m", flags=["live", "undefineSource"]))
-        await until(lambda: progress(kube, "m") > 5, within=30)
-        first.kill()  # SIGKILL: no abort, no status patch, no goodbye
-        first.wait()
-    await asyncio.sleep(2)  # the hypervisor carries on alone
-    assert world_state(world)["migrateCalls"] == 1
-    with KopfSubprocess(kube, HANDLERS, env=FAST) as second:
+        await until(wire.fired.is_set, within=30)
+        first.wait()  # SIGKILL: no abort, no status patch, no goodbye
+    status = (kube.read("domainmigrations", "m", NS) or {})["status"]
+    assert (status["phase"], world_state(world)["migrateCalls"]) == (phase_then, calls_then), status
+    async with KopfOperator(kube, HANDLERS):
         done = await wait_phase(kube, "m", {"Succeeded", "Failed", "Aborted"}, within=60)
-        assert done["status"]["phase"] == "Succeeded", (done["status"], second.output[-3000:])
+    assert done["status"]["phase"] == "Succeeded", done["status"]
     assert world_state(world)["migrateCalls"] == 1
-    assert where(world) == {"host-b": "running"}
+    assert where_is(world) == {"host-b": "running"}
 
 
 @pytest.mark.slow

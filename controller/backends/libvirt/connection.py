@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -20,9 +20,9 @@ import libvirt
 
 from controller.api.enums import Reason
 from controller.backends.libvirt import capacity, domains
-from controller.backends.libvirt.errors import backend_error, code_of, redact
+from controller.backends.libvirt.errors import backend_error, code_of, peer_unreachable, redact
 from controller.backends.libvirt.events import Waker
-from controller.backends.libvirt.migration import MigrationTask, managed_call, peer_to_peer_call
+from controller.backends.libvirt.migration import Call, MigrationTask, managed_call, peer_to_peer_call
 from controller.backends.libvirt.translate import (
     finished_phase,
     flags_of,
@@ -44,6 +44,16 @@ from controller.backends.protocol import MigrationRequest as Request
 
 T = TypeVar("T")
 Opener = Callable[[HostConfig], Any]  # blocking: a new virConnect to the host
+Starter = Callable[[MigrationTask], Awaitable[Call]]  # opens what the call needs, returns it
+
+
+class PeerUnreachable(Exception):
+    """A peer-to-peer migrate call refused at once: the source daemon could not reach the destination."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
 
 START_TIMEOUT = 60.0  # seconds for libvirt to show the job after the call (Begin + Prepare)
 POSTCOPY_READY_TIMEOUT = 60.0
@@ -51,9 +61,9 @@ POLL = 0.05
 
 
 class LibvirtConnection(Connection):
-    def __init__(self, host: HostConfig, conn: Any, pool: Executor, opener: Opener, peer_to_peer: bool) -> None:
+    def __init__(self, host: HostConfig, conn: Any, pool: Executor, opener: Opener, peer_to_peer: bool | None) -> None:
         self.host = host
-        self.peer_to_peer = peer_to_peer
+        self.peer_to_peer = peer_to_peer  # None: peer-to-peer, managed when the source daemon cannot reach
         self._conn = conn
         self._pool = pool
         self._open = opener
@@ -62,6 +72,7 @@ class LibvirtConnection(Connection):
         self._completed: dict[str, dict[str, Any]] = {}  # domain UUID -> JOB_COMPLETED statistics
         self._postcopy: set[str] = set()  # domain UUIDs whose source half was suspended for post-copy
         self._waker = Waker()
+        self._looked = 0  # the waker's count when job() last looked: news() after it ends the pause
         self._callbacks: list[int] = []
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -135,7 +146,7 @@ class LibvirtConnection(Connection):
 
     # -- migration --------------------------------------------------------------------------------
 
-    async def migrate(self, destination: Connection, request: Request) -> None:
+    async def migrate(self, destination: Connection, request: Request) -> str | None:
         if not isinstance(destination, LibvirtConnection):
             raise BackendError("the libvirt driver migrates only to another libvirt host", Reason.NoSupport)
         earlier = self._tasks.get(request.domain)
@@ -143,16 +154,46 @@ class LibvirtConnection(Connection):
             raise BackendError(f"domain {request.domain!r} is already migrating", Reason.Busy)
         dom = await self._domain(request.domain)
         params = params_of(request, with_uri=await self._needs_uri(destination, request.hostname))
-        flags = flags_of(request.flags, self.peer_to_peer)
-        task = MigrationTask(request.domain, dom.UUIDString())
-        source_conn = await self._call(self._open, self.host, what=f"cannot open a connection to {self.host.name}")
-        if self.peer_to_peer:
-            call = peer_to_peer_call(source_conn, task.uuid, destination.host.uri, params, flags)
-        else:
+        warning = None
+        if self.peer_to_peer is not False:
             try:
-                destination_conn = await self._call(
-                    self._open, destination.host, what=f"cannot open a connection to {destination.host.name}"
-                )
+                await self._begin(dom, request, self._peer_to_peer(destination, params, request))
+                return None
+            except PeerUnreachable as exc:
+                warning = self._fall_back(destination, exc.message)
+        await self._begin(dom, request, self._managed(dom, destination, params, request))
+        return warning
+
+    def _fall_back(self, destination: LibvirtConnection, why: str) -> str:
+        """The source daemon cannot reach the destination: managed if the host left it open, else fail."""
+        uri, source, target = destination.host.uri, self.host.name, destination.host.name
+        cannot = f"{source}'s libvirt daemon cannot reach {target} at {uri} for a peer-to-peer migration ({why})"
+        if self.peer_to_peer:
+            raise BackendError(
+                f"{cannot}; {source} says peerToPeer: true, so nothing was tried instead: let that daemon reach"
+                f" and log in to {uri}, or set peerToPeer: false",
+                Reason.HostUnreachable,
+            )
+        return (
+            f"{cannot}, so the migration runs managed, driven by this controller: libvirt aborts it if the"
+            f" controller dies before it ends (the domain then stays on {source}); let that daemon reach and"
+            f" log in to {uri} for peer-to-peer, or set peerToPeer: false on {source} to choose managed"
+        )
+
+    def _peer_to_peer(self, destination: LibvirtConnection, params: dict[str, Any], request: Request) -> Starter:
+        async def start(task: MigrationTask) -> Call:
+            task.peer_to_peer = True
+            source_conn = await self._open_own(self.host)
+            flags = flags_of(request.flags, peer_to_peer=True)
+            return peer_to_peer_call(source_conn, task.uuid, destination.host.uri, params, flags)
+
+        return start
+
+    def _managed(self, dom: Any, destination: LibvirtConnection, params: dict[str, Any], request: Request) -> Starter:
+        async def start(task: MigrationTask) -> Call:
+            source_conn = await self._open_own(self.host)
+            try:
+                destination_conn = await self._open_own(destination.host)
             except BackendError:
                 await self._call(source_conn.close)
                 raise
@@ -170,7 +211,16 @@ class LibvirtConnection(Connection):
                         threading.Thread(target=abort, daemon=True).start()
 
             await self._call(destination_conn.registerCloseCallback, lost, None)
-            call = managed_call(source_conn, destination_conn, task.uuid, params, flags)
+            return managed_call(source_conn, destination_conn, task.uuid, params, flags_of(request.flags))
+
+        return start
+
+    async def _open_own(self, host: HostConfig) -> Any:
+        return await self._call(self._open, host, what=f"cannot open a connection to {host.name}")
+
+    async def _begin(self, dom: Any, request: Request, starter: Starter) -> None:
+        task = MigrationTask(request.domain, dom.UUIDString())
+        call = await starter(task)
         self._completed.pop(task.uuid, None)
         self._postcopy.discard(task.uuid)
         self._iterations.pop(task.uuid, None)
@@ -207,6 +257,11 @@ class LibvirtConnection(Connection):
         if exc is not None:
             self._tasks.pop(task.domain, None)
             if isinstance(exc, libvirt.libvirtError):
+                # Failed before any job showed: whether the source daemon could not reach the
+                # destination, or our own connection to the source broke, is ours to tell.
+                if not task.last_stats and task.peer_to_peer and peer_unreachable(exc):
+                    if await self._call(self._conn.isAlive):
+                        raise PeerUnreachable(backend_error(exc, self.host.credentials).message)
                 raise backend_error(exc, self.host.credentials)
             raise BackendError(redact(f"the migrate call failed: {exc!r}", self.host.credentials))
 
@@ -221,7 +276,11 @@ class LibvirtConnection(Connection):
             await self._call(dom.abortJob)
             raise BackendError(f"could not set the downtime limit ({exc}); the migration was aborted") from None
 
+    async def news(self, domain: str, seconds: float) -> None:
+        await self._waker.wait(seconds, since=self._looked)
+
     async def job(self, domain: str) -> JobInfo:
+        self._looked = self._waker.wakes
         task = self._tasks.get(domain)
         if task is None:
             return await self._job_without_task(domain)

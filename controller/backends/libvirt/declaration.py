@@ -13,7 +13,9 @@ DECLARATION = DriverDeclaration(
     summary="libvirt-python against any libvirt daemon",
     uri_schemes=(),  # whatever libvirt opens: qemu+tcp, qemu+tls, qemu+ssh, qemu+unix, xen, ...
     uri_example="qemu+tcp://host-a/system",
-    # The source daemon drives the migration itself (VIR_MIGRATE_PEER2PEER), so it goes on if the
-    # controller dies; else the controller drives libvirt's protocol between the daemons.
-    host_options=(HostOption("peer_to_peer", StrictBool, False, example=True),),
+    # Unset (the default): peer-to-peer (VIR_MIGRATE_PEER2PEER), the source daemon driving the
+    # migration itself so that it goes on if the controller dies, and managed when the source
+    # daemon cannot reach the destination. true: peer-to-peer or nothing. false: managed, the
+    # controller driving libvirt's protocol between the daemons (libvirt aborts it if we die).
+    host_options=(HostOption("peer_to_peer", StrictBool | None, None, example=True),),
 )

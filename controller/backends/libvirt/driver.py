@@ -75,7 +75,7 @@ class LibvirtDriver(Driver):
             conn = await loop.run_in_executor(self._pool, functools.partial(open_host, host))
         except libvirt.libvirtError as exc:
             raise connect_error(exc, host) from None
-        p2p = bool(host.options.get("peerToPeer"))
+        p2p = host.options.get("peerToPeer")  # None: peer-to-peer, managed when it cannot be
         connection = LibvirtConnection(host, conn, self._pool, open_host, peer_to_peer=p2p)
         await connection.watch_events()
         return connection

@@ -42,6 +42,17 @@ REASONS: dict[int, Reason] = {
 }
 
 
+def peer_unreachable(exc: libvirt.libvirtError) -> bool:
+    """Whether a peer-to-peer call failed because the source daemon could not open the destination's
+    URI: it reports its own connect failure as ours (seen with libvirt 9.0: VIR_ERR_SYSTEM_ERROR
+    "unable to connect to server at ...", VIR_ERR_AUTH_FAILED "No authentication callback
+    available"); older daemons wrap it as "Failed to connect to remote libvirt URI"."""
+    code = code_of(exc)
+    if code in UNREACHABLE:
+        return True
+    return code == getattr(libvirt, "VIR_ERR_OPERATION_FAILED", None) and "connect to remote libvirt URI" in str(exc)
+
+
 def redact(message: str, credentials: Credentials | None) -> str:
     """libvirt never echoes a password, but a daemon's message might; never let one through."""
     if credentials is not None:

@@ -106,18 +106,23 @@ class Waker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self.wakes = 0  # how many times it was woken: a waiter may ask "since I last looked"
 
     def wake(self) -> None:
         with self._lock:
+            self.wakes += 1
             waiters, self._waiters = self._waiters, []
         for loop, event in waiters:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, seconds: float) -> None:
-        """Sleep until woken or for `seconds`, whichever is first."""
+    async def wait(self, seconds: float, since: int | None = None) -> None:
+        """Sleep until woken or for `seconds`, whichever is first; at once if woken after `since`
+        (a count of wakes read earlier), so that news arriving between a look and this wait is not missed."""
         event = asyncio.Event()
         with self._lock:
+            if since is not None and self.wakes != since:
+                return
             self._waiters.append((asyncio.get_running_loop(), event))
         try:
             await asyncio.wait_for(event.wait(), seconds)

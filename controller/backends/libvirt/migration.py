@@ -28,6 +28,7 @@ class MigrationTask:
     future: Future[dict[str, Any] | None] = field(default_factory=Future)
     abort_requested: bool = False
     destination_lost: str | None = None  # why the destination's daemon went away mid-call
+    peer_to_peer: bool = False  # the source daemon drives it (migrateToURI3 with PEER2PEER)
     postcopy_seen: bool = False
     last_stats: dict[str, Any] = field(default_factory=dict)
 

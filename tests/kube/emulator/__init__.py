@@ -17,6 +17,10 @@ Usage (sync or async tests alike; the server runs in its own thread and event lo
 
 Fault injection uses kmock's DSL, e.g. ``api['patch', kmock.resource('kopf.dev/v1/kopfexamples')] << 500``.
 Such user reactions take precedence over the emulated behaviour and do not change the state.
+For faults as a real API server has them, at random and seeded (500s, conflicts that a concurrent
+writer really causes, watch streams cut mid-stream, 410 on resumed watches), and for one-shot actions
+on cue (kill a client as it makes a given write), see :mod:`.faults` (``ApiServer(faults=...)``,
+``api.tripwires``): opt-in, nothing happens without them.
 
 Validating admission webhooks are called as kube-apiserver calls them: every write (CREATE, UPDATE incl.
 patches and -- if a rule lists ``res/status`` -- status writes, DELETE; dry runs with ``dryRun: true``) is
@@ -49,6 +53,7 @@ The modules:
 * :mod:`.schema` -- pruning, defaulting, validation; :mod:`.cel` -- CEL rules; :mod:`.structural` --
   the schema checks at CRD registration (``uniqueItems``, ``additionalProperties``, rules' ``fieldPath``).
 * :mod:`.patching` -- merge- & JSON-patches; :mod:`.selectors` -- label & field selectors.
+* :mod:`.faults` -- opt-in fault injection (random & seeded) and tripwires;
 * :mod:`.errors` -- K8s-like errors; :mod:`.typedefs` -- shared aliases; :mod:`.query` -- parsed requests.
 * :mod:`.runners` -- kopf against the emulator: :class:`KopfOperator`, :class:`KopfSubprocess`.
 """
@@ -56,6 +61,7 @@ The modules:
 from .cel import CEL_AVAILABLE
 from .documents import FIXTURES, PEERING_CRDS, CrdSource
 from .errors import AdmissionError, ApiError, FieldCause
+from .faults import Faults, InjectedError, Tripwire
 from .patching import PatchError, json_patch, merge_patch
 from .resources import ResourceDef, VersionDef
 from .runners import HandlersSource, KopfOperator, KopfSubprocess, fast_settings, load_handlers
@@ -74,13 +80,16 @@ __all__ = [
     "ApiServer",
     "Body",
     "CrdSource",
+    "Faults",
     "FieldCause",
     "HandlersSource",
+    "InjectedError",
     "KopfOperator",
     "KopfSubprocess",
     "PatchError",
     "Predicate",
     "ResourceDef",
+    "Tripwire",
     "VersionDef",
     "fast_settings",
     "json_patch",

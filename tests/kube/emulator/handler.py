@@ -10,6 +10,7 @@ import kmock
 import yaml
 
 from .errors import AdmissionError, ApiError, _warning_header
+from .faults import CONCURRENT_WRITES, InjectedError, internal_error, precondition
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class RequestHandlerMixin:
         except Exception as e:
             if self._errors:
                 self._errors[-1].append(e)
-            if isinstance(e, ApiError) and e.status >= 500 and not isinstance(e, AdmissionError):
+            if isinstance(e, ApiError) and e.status >= 500 and not isinstance(e, AdmissionError | InjectedError):
                 logger.error("Emulator failure: %r", e)
             elif not isinstance(e, ApiError):
                 logger.exception("Emulator failure on %s %s", raw_request.method, raw_request.path_qs)
@@ -123,6 +124,57 @@ class RequestHandlerMixin:
         )
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """Tripwires and injected faults (:mod:`.faults`, opt-in), then the dispatch."""
+        wire = next((w for w in self.tripwires if w.matches(request)), None)
+        if wire is not None and not wire.after:
+            wire.fire()  # the client dies before it sends this: nothing is served
+            if request._raw_request.transport is not None:
+                request._raw_request.transport.abort()
+            return aiohttp.web.Response(status=503)
+        if self.faults is not None and self._is_resource_request(request):
+            await self._inject(request)
+        response = await self._dispatch(request)
+        if wire is not None:
+            wire.fire()  # stored; the client dies before it hears back
+        return response
+
+    async def _inject(self, request: kmock.Request) -> None:
+        assert self.faults is not None
+        fault = self.faults.decide(request)
+        if fault == "error":
+            self.faults.count("500 on a read" if request.method == kmock.method.GET else "500 on a write")
+            raise internal_error()
+        if fault != "conflict":
+            return
+        try:
+            q = self._query(request)
+        except ApiError:
+            return  # not a resource the server has: the request fails on its own
+        if precondition(request) == "generateName":
+            prefix = (request.data.get("metadata") or {}).get("generateName", "")
+            taken = prefix + "".join(self.faults.pick("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+            self.faults.count("409 AlreadyExists (generateName)")
+            raise InjectedError(
+                status=409,
+                reason="AlreadyExists",
+                message=f"{q.rdef.group_resource} {json.dumps(taken)} already exists",
+                details={"name": taken, "group": q.rdef.group, "kind": q.rdef.plural},
+            )
+
+        def touch(body: dict[str, Any]) -> dict[str, Any]:
+            meta = body.setdefault("metadata", {})
+            annotations = meta["annotations"] = dict(meta.get("annotations") or {})
+            annotations[CONCURRENT_WRITES] = str(int(annotations.get(CONCURRENT_WRITES, "0")) + 1)
+            return body
+
+        with self._state:
+            if q.name is None or self._get(q.rdef, q.namespace, q.name) is None:
+                return
+            self._update(q.rdef, q.version, q.namespace, q.name, touch)  # another writer, just before this one
+        kind = precondition(request)
+        self.faults.count("422 conflict (JSON patch test)" if kind == "test" else "409 Conflict (resourceVersion)")
+
+    async def _dispatch(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         """
         REPLACED PART (why): ``KubernetesEmulator._handle()`` applies creations/patches/deletions
         to the stored objects naively BEFORE any reaction, with no hook to change the semantics;

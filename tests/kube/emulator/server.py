@@ -25,6 +25,7 @@ from .admitting import AdmittingMixin
 from .discovery import DiscoveryMixin
 from .documents import PEERING_CRDS, CrdSource, _load_docs
 from .errors import AdmissionError, ApiError, _status
+from .faults import Faults, InjectedError, Tripwire
 from .handler import RequestHandlerMixin
 from .patching import merge_patch
 from .reading import StateReadingMixin
@@ -90,6 +91,8 @@ class ApiServer(
     watch_cache_size: int = 10_000  # how many events are kept for ?resourceVersion=N replays (else 410)
     host: str = "127.0.0.1"
     access: AccessReviews = attrs.field(factory=AccessReviews)  # SelfSubjectAccessReviews; .deny(...) in tests
+    faults: Faults | None = None  # random faults, opt-in (see .faults); may be set or cleared while running
+    tripwires: list[Tripwire] = attrs.field(factory=list)  # one-shot actions on cue (see .faults)
 
     _defs: dict[tuple[str, str], ResourceDef] = attrs.field(factory=dict, init=False)
     _state: threading.RLock = attrs.field(factory=threading.RLock, init=False)
@@ -222,10 +225,13 @@ class ApiServer(
 
     @property
     def server_errors(self) -> list[Exception]:
-        """Unexpected errors (bugs of the emulator or of user reactions), excluding K8s-like 4xx & admission."""
+        """Unexpected errors (bugs of the emulator or of user reactions), excluding K8s-like 4xx, admission
+        and injected faults."""
         errors = self._errors[-1] if self._errors else []
         return [
-            e for e in errors if not isinstance(e, ApiError) or (e.status >= 500 and not isinstance(e, AdmissionError))
+            e
+            for e in errors
+            if not isinstance(e, ApiError) or (e.status >= 500 and not isinstance(e, AdmissionError | InjectedError))
         ]
 
     def log(self) -> list[kmock.Request]:

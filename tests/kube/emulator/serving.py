@@ -68,7 +68,13 @@ class ServingMixin:
         q = self._query(request)
         method = str(request.method.value).upper()
         if method == "GET" and request.action == kmock.action.WATCH:
-            return self._respond(200, self._watch(q), content_type="application/json")
+            stream = self._watch(q)
+            fault = self.faults.watch_fault(request) if self.faults is not None else None
+            if fault == "expire":
+                stream = self.faults.expire(stream, q.params)
+            elif fault == "drop":
+                stream = self.faults.drop(stream, request)
+            return self._respond(200, stream, content_type="application/json")
         if q.rdef.namespaced and q.name and q.namespace is None:
             raise _resource_not_found()
         if method == "GET":
