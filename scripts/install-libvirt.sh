@@ -15,6 +15,8 @@ PACKAGES=(
     libvirt-clients
     libvirt-dev
     qemu-system-x86
+    # qemu-img: the storage migration's local qcow2 disks (tests/libvirt/test_storage.py)
+    qemu-utils
     binutils
     pkg-config
     gcc
@@ -24,6 +26,9 @@ PACKAGES=(
     sasl2-bin
     libsasl2-modules
     libsasl2-modules-db
+    # qemu+ssh:// (tests/libvirt/test_transports.py): the tests run their own sshd per host, on
+    # their own ports and config; the package's service is never started (see policy-rc.d below).
+    openssh-server
 )
 
 log() { echo "install-libvirt: $*" >&2; }
@@ -45,6 +50,13 @@ done
 if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Packages with a service (openssh-server) must not start it: without a policy-rc.d of the
+    # machine's own, one that forbids starting services is in place for the install only.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod 755 /usr/sbin/policy-rc.d
+        trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     # Update the package lists only if they are absent (fresh machine) or if the install fails.
     if ! compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null; then
         $SUDO apt-get update -qq || die "apt-get update failed"
@@ -57,7 +69,7 @@ if ((${#missing[@]})); then
     fi
 fi
 
-for bin in libvirtd qemu-system-x86_64 as ld objcopy unshare saslpasswd2; do
+for bin in libvirtd qemu-system-x86_64 as ld objcopy unshare saslpasswd2 qemu-img sshd ssh-keygen nsenter virt-ssh-helper; do
     command -v "$bin" >/dev/null || [[ -x "/usr/sbin/$bin" ]] || die "$bin not found after install"
 done
 

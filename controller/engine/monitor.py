@@ -34,6 +34,7 @@ class Watch:
     failure: Outcome | None = None  # why we aborted, when it was not the user's wish
     noted: str = ""
     lost_since: float | None = None  # when the source stopped answering
+    lost_because: str | None = None  # why it first did, in this migration (kept once it answers again)
     clocks: Clocks | None = None  # the convergence schedule's
     passes: dict[int, int] = field(default_factory=dict)  # pre-copy pass -> data remaining when first seen
 
@@ -68,7 +69,7 @@ async def monitor(run: Run) -> Phase:
             cancelled = Outcome(Phase.Aborted, Reason.Aborted, "aborted; the migration was cancelled")
             raise watch.failure or _our_abort(run) or cancelled
         if job.phase is JobPhase.none:
-            return await _ended_without_job(run)
+            return await _ended_without_job(run, watch)
         await _steer(run, job, watch, outlook)
         await run.report()
         await _pause(run, watch)
@@ -112,6 +113,7 @@ async def _lost_contact(run: Run, watch: Watch, exc: BackendError) -> None:
     now, limit = _now(), run.policy.contact_timeout
     if watch.lost_since is None:
         watch.lost_since = now
+        watch.lost_because = watch.lost_because or str(exc)
         run.status.message = f"lost contact with {run.spec.source} ({exc}); trying again for up to {limit:.0f} s"
         await run.report()
     elif now - watch.lost_since > limit:
@@ -130,11 +132,20 @@ def _failed(run: Run, job: JobInfo) -> Outcome:
     return fail(reason, f"the migration failed on the {side}: {job.error or 'no reason given'}")
 
 
-async def _ended_without_job(run: Run) -> Phase:
-    """Drivers that report no job stats (xend): the hosts' views decide."""
+async def _ended_without_job(run: Run, watch: Watch) -> Phase:
+    """Drivers that report no job stats (xend), or a source that lost the job: the hosts' views decide."""
     at_destination = await run.destination.lookup(run.target_name)
     if at_destination is not None and at_destination.state in (DomainState.running, DomainState.paused):
         return Phase.Verifying
+    if watch.lost_because is not None:
+        # Seen on libvirt: a daemon restarted mid-migration cancels its outgoing migrations when it
+        # comes back, so the source answers again with no job; the destination never had the guest.
+        raise fail(
+            Reason.SourceFailed,
+            f"{run.spec.source} stopped answering mid-migration ({watch.lost_because}) and came back with no"
+            f" migration running: it was cancelled there (a restart of the host's daemon does that), and"
+            f" {run.target_name} is not on {run.spec.destination}",
+        )
     raise fail(Reason.TargetFailed, f"the migration ended and {run.target_name} is not on {run.spec.destination}")
 
 

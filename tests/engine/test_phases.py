@@ -257,6 +257,26 @@ async def test_a_source_that_stops_answering_for_a_while_is_waited_for() -> None
     assert lab.migrate_calls == 1
 
 
+async def test_a_source_that_comes_back_without_the_job_is_source_failed_and_says_why() -> None:
+    """What a libvirt daemon restarted mid-migration does: it answers again, having cancelled the job."""
+    lab = make_lab(domains=[{"name": "web", "memoryMiB": 8192}])
+    task = asyncio.create_task(lab.run(migration()))
+    await asyncio.sleep(2)
+    set_unreachable(lab, "a", True)
+    with lab.driver.world(URI).txn() as state:
+        del state["jobs"]["a/web"]  # forgotten by the restarted daemon; the guest runs on
+    await asyncio.sleep(5)
+    set_unreachable(lab, "a", False)
+    status = await task
+    assert (status.phase, status.reason) == (Phase.Failed, Reason.SourceFailed), status.message
+    message = status.message or ""
+    assert (
+        message.startswith("a stopped answering mid-migration (") and "came back with no migration running" in message
+    )
+    assert message.endswith("web runs on a"), message
+    assert lab.where() == {"a": "running"} and lab.migrate_calls == 1
+
+
 async def test_a_source_that_never_answers_again_ends_host_unreachable_honestly() -> None:
     lab = make_lab(domains=[{"name": "web", "memoryMiB": 65536}])  # longer than the 30 s we wait
     task = asyncio.create_task(lab.run(migration(), contact_timeout=30))

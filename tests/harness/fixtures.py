@@ -13,6 +13,12 @@ Import them into a conftest.py::
   on ``qemu+tcp://127.0.0.4:16511/system`` demanding SASL (DIGEST-MD5); its ``username`` and
   ``password`` (random per run) log in. Skips when libvirtd or Cyrus SASL's tools are missing;
   independent of ``libvirt_hosts`` (A and B are neither needed nor disturbed).
+* ``ssh_access`` (module): an sshd in each of A's and B's mount namespaces (127.0.0.1:16522,
+  127.0.0.2:16523) letting in a user key made for the run; ``ssh_access.uri(host)`` is its
+  ``qemu+ssh://`` URI (see :mod:`tests.harness.sshd`). Skips when openssh-server is missing.
+
+A and B also listen for TLS (127.0.0.1:16514, 127.0.0.2:16515) with certificates made for the
+run (:mod:`tests.harness.pki`): ``host.tls_uri`` names the client's (``?pkipath=``).
 
 Environment: ``DOMIG_LIBVIRT_KEEP=1`` keeps the daemons' folders (logs, configs) after the run;
 ``DOMIG_LIBVIRT_CAPS_CACHE`` moves (or, set empty, disables) the persistent QEMU-capabilities cache.
@@ -27,6 +33,7 @@ from collections.abc import Iterator
 import pytest
 
 from .libvirtd import LibvirtHosts, SaslLibvirtHost, kvm_usable, missing_prerequisites, missing_sasl_prerequisites
+from .sshd import SshAccess, missing_ssh_prerequisites
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +94,19 @@ def sasl_libvirt_host() -> Iterator[SaslLibvirtHost]:
         yield host
     finally:
         host.stop()
+
+
+SSH_PORTS = {"a": ("127.0.0.1", 16522), "b": ("127.0.0.2", 16523)}
+
+
+@pytest.fixture(scope="module")
+def ssh_access(libvirt_hosts: LibvirtHosts) -> Iterator[SshAccess]:
+    missing = missing_ssh_prerequisites()
+    if missing:
+        pytest.skip("sshd not available: " + "; ".join(missing))
+    access = SshAccess([(h, *SSH_PORTS[h.name]) for h in libvirt_hosts], libvirt_hosts.root / "ssh")
+    access.start()
+    try:
+        yield access
+    finally:
+        access.stop()

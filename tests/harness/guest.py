@@ -33,6 +33,9 @@ MIB = 1024 * 1024
 PAGE_SIZE = 4096
 PAGE_MAGIC = 0x47494D44  # b"DMIG" little-endian
 EMULATOR = "/usr/bin/qemu-system-x86_64"
+# The disk's target name per bus. On IDE the device libvirt names (ide0-0-0) owns the block
+# backend, so QEMU's monitor can write through it; virtio-blk-pci's does not (its child does).
+DISK_TARGETS = {"virtio": "vda", "ide": "hda"}
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,9 @@ def _domain_xml(
     disk: Path | None,
     extra_devices: str = "",
     cpu: str = "",
+    disk_format: str = "raw",
+    readonly: bool = True,
+    disk_bus: str = "virtio",
 ) -> str:
     disk_xml = ""
     boot = ""
@@ -173,10 +179,9 @@ def _domain_xml(
         boot = "<boot dev='hd'/>"
         disk_xml = f"""
     <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
+      <driver name='qemu' type='{disk_format}'/>
       <source file='{escape(str(disk))}'/>
-      <target dev='vda' bus='virtio'/>
-      <readonly/>
+      <target dev='{DISK_TARGETS[disk_bus]}' bus='{disk_bus}'/>{"<readonly/>" if readonly else ""}
     </disk>"""
     return f"""<domain type='{"kvm" if kvm else "qemu"}'>
   <name>{escape(name)}</name>
@@ -215,11 +220,26 @@ def dirtying_domain_xml(
     kvm: bool = False,
     memory_mib: int = 128,
     region: DirtyRegion = DEFAULT_REGION,
+    disk_format: str = "raw",
+    readonly: bool = True,
+    disk_bus: str = "virtio",
 ) -> str:
     """A guest booting ``disk`` (from :func:`build_dirtying_disk`, read-only virtio) that dirties ``region``.
 
-    ``disk`` must be at a path that both hosts' QEMU can open (not under a per-host folder).
+    ``disk`` must be at a path that both hosts' QEMU can open (not under a per-host folder), unless
+    the migration copies it (``nonSharedDisk``): then a writable (``readonly=False``) disk, e.g. a
+    qcow2 at the same path in each host's own ``/var/lib/libvirt/images``; libvirt copies no
+    read-only disk.
     """
     if region.end > memory_mib * MIB:
         raise ValueError(f"region {region} does not fit in {memory_mib} MiB of RAM")
-    return _domain_xml(name, kvm=kvm, memory_mib=memory_mib, vcpus=1, disk=disk)
+    return _domain_xml(
+        name,
+        kvm=kvm,
+        memory_mib=memory_mib,
+        vcpus=1,
+        disk=disk,
+        disk_format=disk_format,
+        readonly=readonly,
+        disk_bus=disk_bus,
+    )

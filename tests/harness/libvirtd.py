@@ -15,10 +15,13 @@ mount point            per-host source folder
 =====================  ==========================================
 
 Host A listens for libvirt RPC on 127.0.0.1:16509, host B on 127.0.0.2:16510 (plain TCP,
-no auth). Each has a distinct ``host_uuid`` -- libvirt refuses to migrate a domain to the
-"same host". Migration streams go to the destination's ``migration_address`` (127.0.0.3 for
-A, 127.0.0.2 for B): libvirt rejects 127.0.0.1 for ``migration_host``/``migration_address``
-("must not be the address of the local machine"), but other loopback addresses pass that check.
+no auth), and for TLS on 127.0.0.1:16514 and 127.0.0.2:16515 with certificates made for the run
+(:mod:`.pki`: a CA, a server certificate per host, one client's, named by ``host.tls_uri``'s
+``pkipath``; and QEMU's own, for a migration stream with flag ``tls``). Each has a distinct
+``host_uuid`` -- libvirt refuses to migrate a domain to the "same host". Migration streams go to
+the destination's ``migration_address`` (127.0.0.3 for A, 127.0.0.2 for B): libvirt rejects
+127.0.0.1 for ``migration_host``/``migration_address`` ("must not be the address of the local
+machine"), but other loopback addresses pass that check.
 
 Needs root, ``unshare`` (util-linux), ``libvirtd`` and ``qemu-system-x86_64``
 (see ``scripts/install-libvirt.sh``).
@@ -49,6 +52,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .pki import ServerTls, TestCA
 
 LIBVIRTD = "libvirtd"
 QEMU = "qemu-system-x86_64"
@@ -84,6 +89,7 @@ class HostSpec:
     migration_port_max: int
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     auth_tcp: str = "none"  # libvirtd.conf auth_tcp: "none" or "sasl"
+    tls_port: int | None = None  # libvirt RPC over TLS (listen_tls, tls_port); None: no TLS listener
 
     @property
     def uri(self) -> str:
@@ -95,6 +101,12 @@ class HostSpec:
         """Value for ``VIR_MIGRATE_PARAM_URI`` when this host is the migration *destination*."""
         return f"tcp://{self.migration_address}"
 
+    def tls_uri(self, pkipath: Path) -> str:
+        """``qemu+tls://`` to this host's TLS listener, the client's certificates in ``pkipath``."""
+        if self.tls_port is None:
+            raise HarnessError(f"host {self.name} has no TLS listener")
+        return f"qemu+tls://{self.listen_address}:{self.tls_port}/system?pkipath={pkipath}"
+
 
 HOST_A = "a"
 HOST_B = "b"
@@ -102,10 +114,10 @@ HOST_C = "c"
 
 
 def default_specs() -> tuple[HostSpec, HostSpec]:
-    """The two hosts: A on 127.0.0.1:16509, B on 127.0.0.2:16510 (fresh host UUIDs each call)."""
+    """The two hosts: A on 127.0.0.1:16509 (TLS :16514), B on 127.0.0.2:16510 (TLS :16515); fresh host UUIDs."""
     return (
-        HostSpec(HOST_A, "127.0.0.1", 16509, "127.0.0.3", 49152, 49183),
-        HostSpec(HOST_B, "127.0.0.2", 16510, "127.0.0.2", 49184, 49215),
+        HostSpec(HOST_A, "127.0.0.1", 16509, "127.0.0.3", 49152, 49183, tls_port=16514),
+        HostSpec(HOST_B, "127.0.0.2", 16510, "127.0.0.2", 49184, 49215, tls_port=16515),
     )
 
 
@@ -155,11 +167,24 @@ def _which(binary: str) -> str | None:
     return shutil.which(binary, path=_SBIN_PATH)
 
 
-def _libvirtd_conf(spec: HostSpec, log_file: Path) -> str:
+def _libvirtd_conf(spec: HostSpec, log_file: Path, tls: ServerTls | None = None) -> str:
+    if tls is None or spec.tls_port is None:
+        tls_lines = ["listen_tls = 0"]
+    else:
+        # The client must show a certificate signed by the CA (tls_no_verify_certificate = 0).
+        tls_lines = [
+            "listen_tls = 1",
+            f'tls_port = "{spec.tls_port}"',
+            'auth_tls = "none"',
+            f'ca_file = "{tls.ca_file}"',
+            f'cert_file = "{tls.cert_file}"',
+            f'key_file = "{tls.key_file}"',
+            "tls_no_verify_certificate = 0",
+        ]
     return "\n".join(
         [
             "listen_tcp = 1",
-            "listen_tls = 0",
+            *tls_lines,
             f'listen_addr = "{spec.listen_address}"',
             f'tcp_port = "{spec.tcp_port}"',
             f'auth_tcp = "{spec.auth_tcp}"',
@@ -176,9 +201,14 @@ def _libvirtd_conf(spec: HostSpec, log_file: Path) -> str:
     )
 
 
-def _qemu_conf(spec: HostSpec) -> str:
+def _qemu_conf(spec: HostSpec, migrate_tls: Path | None = None) -> str:
+    # The migration stream's own TLS (flag `tls`): QEMU's certificates, checked both ways.
+    tls_lines = (
+        [] if migrate_tls is None else [f'migrate_tls_x509_cert_dir = "{migrate_tls}"', "migrate_tls_x509_verify = 1"]
+    )
     return "\n".join(
         [
+            *tls_lines,
             'user = "root"',
             'group = "root"',
             "dynamic_ownership = 0",
@@ -207,6 +237,9 @@ class LibvirtHost:
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
         self._spawned_at = 0.0
+        self.tls: ServerTls | None = None  # set before spawn() to open the TLS listener
+        self.client_pki: Path | None = None  # a client's pkipath folder for tls_uri
+        self.migrate_tls: Path | None = None  # QEMU's TLS folder for the migration stream (flag tls)
 
     @property
     def name(self) -> str:
@@ -223,6 +256,13 @@ class LibvirtHost:
     @property
     def host_uuid(self) -> str:
         return self.spec.host_uuid
+
+    @property
+    def tls_uri(self) -> str:
+        """``qemu+tls://`` to this daemon with the harness's client certificate (see :mod:`.pki`)."""
+        if self.tls is None or self.client_pki is None:
+            raise HarnessError(f"host {self.name}: no TLS listener configured")
+        return self.spec.tls_uri(self.client_pki)
 
     @property
     def config_file(self) -> Path:
@@ -256,13 +296,15 @@ class LibvirtHost:
         if self.proc is not None:
             raise HarnessError(f"host {self.name}: already started")
         _ensure_port_free(self.spec.listen_address, self.spec.tcp_port, self.name)
+        if self.tls is not None and self.spec.tls_port is not None:
+            _ensure_port_free(self.spec.listen_address, self.spec.tls_port, self.name)
         self.root.mkdir(parents=True, exist_ok=True)
         for sub, target in self.mounts:
             (self.root / sub).mkdir(exist_ok=True)
             Path(target).mkdir(parents=True, exist_ok=True)  # mount point must exist outside too
-        self.config_file.write_text(_libvirtd_conf(self.spec, self.log_file))
-        (self.root / "etc" / "qemu.conf").write_text(_qemu_conf(self.spec))
-        (self.root / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(self.spec, self.log_file))
+        self.config_file.write_text(_libvirtd_conf(self.spec, self.log_file, self.tls))
+        (self.root / "etc" / "qemu.conf").write_text(_qemu_conf(self.spec, self.migrate_tls))
+        (self.root / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(self.spec, self.log_file, self.tls))
         mounts = " && ".join(f"mount --bind {_q(self.root / sub)} {_q(target)}" for sub, target in self.mounts)
         script = (
             f"set -e; {mounts}; exec {_q(_which(LIBVIRTD) or LIBVIRTD)} --listen"
@@ -432,6 +474,22 @@ class LibvirtHosts:
         self.caps_cache = Path(caps_cache) if caps_cache else None
         self.startup_seconds: float | None = None
         self.warm_up_seconds: float | None = None
+        self.ca: TestCA | None = None
+        self.client_pki: Path | None = None
+
+    def make_pki(self) -> None:
+        """A CA for this run, a server certificate per host (its listen address), one client's."""
+        self.ca = TestCA(self.root / "pki" / "ca")
+        self.client_pki = self.ca.client(self.root / "pki" / "client")
+        for h in self.hosts:
+            if h.spec.tls_port is None:
+                continue
+            h.tls = self.ca.server(
+                self.root / h.name / "pki", f"host-{h.name}", (h.spec.listen_address,), (f"host-{h.name}",)
+            )
+            h.client_pki = self.client_pki
+            addresses = tuple(dict.fromkeys((h.spec.listen_address, h.spec.migration_address)))
+            h.migrate_tls = self.ca.qemu(self.root / h.name / "qemu-tls", f"qemu-{h.name}", addresses)
 
     @property
     def a(self) -> LibvirtHost:
@@ -465,6 +523,7 @@ class LibvirtHosts:
         started = time.monotonic()
         reap_stale_daemons()
         try:
+            self.make_pki()
             for h in self.hosts:
                 self._seed_caps(h)
                 h.spawn()

@@ -15,7 +15,8 @@ from tests.harness.fixtures import (  # noqa: E402
     clean_libvirt_hosts,
     libvirt_hosts,
     sasl_libvirt_host,
+    ssh_access,
     use_kvm,
 )
 
-__all__ = ["clean_libvirt_hosts", "libvirt_hosts", "sasl_libvirt_host", "use_kvm"]
+__all__ = ["clean_libvirt_hosts", "libvirt_hosts", "sasl_libvirt_host", "ssh_access", "use_kvm"]

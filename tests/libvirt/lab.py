@@ -27,12 +27,22 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def host_configs(hosts: LibvirtHosts, *, p2p: bool | None = False, addresses: bool = True) -> list[HostConfig]:
-    """`p2p`: the hosts' peerToPeer; None leaves it unset (peer-to-peer, managed when it cannot be)."""
-    options = {} if p2p is None else {"peerToPeer": p2p}
+def host_configs(
+    hosts: LibvirtHosts,
+    *,
+    p2p: bool | None = False,
+    addresses: bool = True,
+    uris: tuple[str, str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> list[HostConfig]:
+    """`p2p`: the hosts' peerToPeer; None leaves it unset (peer-to-peer, managed when it cannot be).
+    ``uris`` replaces the daemons' plain-TCP URIs (TLS, ssh); ``options`` the host options."""
+    if options is None:
+        options = {} if p2p is None else {"peerToPeer": p2p}
+    uri_a, uri_b = uris if uris is not None else hosts.uris
     return [
-        HostConfig(A, "libvirt", hosts.a.uri, hosts.a.spec.migration_address if addresses else None, options=options),
-        HostConfig(B, "libvirt", hosts.b.uri, hosts.b.spec.migration_address if addresses else None, options=options),
+        HostConfig(A, "libvirt", uri_a, hosts.a.spec.migration_address if addresses else None, options=options),
+        HostConfig(B, "libvirt", uri_b, hosts.b.spec.migration_address if addresses else None, options=options),
     ]
 
 
@@ -75,6 +85,12 @@ class Recorder:
         return [s for s in self.statuses if s.phase.value == "Migrating" and s.progress is not None]
 
 
+def copying(status: DomainMigrationStatus) -> bool:
+    """The job runs and has sent data (the first Migrating status comes before the migrate call)."""
+    p = status.progress
+    return status.phase.value == "Migrating" and p is not None and (p.data_processed_bytes or 0) > 0
+
+
 def iteration_at_least(n: int) -> Callable[[DomainMigrationStatus], bool]:
     def check(status: DomainMigrationStatus) -> bool:
         p = status.progress
@@ -89,15 +105,20 @@ class Lab:
     kvm: bool
     policy: RunPolicy = field(default_factory=lambda: RunPolicy(poll_interval=0.2))
 
-    def engine(self, *, p2p: bool | None = False, addresses: bool = True, **policy: Any) -> Engine:
+    def engine(
+        self,
+        *,
+        p2p: bool | None = False,
+        addresses: bool = True,
+        uris: tuple[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+        **policy: Any,
+    ) -> Engine:
         from controller.backends.libvirt.driver import LibvirtDriver
 
         pol = RunPolicy(**{**self.policy.__dict__, **policy})
-        return Engine(
-            DriverTable({"libvirt": LibvirtDriver()}),
-            StaticHosts(host_configs(self.hosts, p2p=p2p, addresses=addresses)),
-            pol,
-        )
+        configs = host_configs(self.hosts, p2p=p2p, addresses=addresses, uris=uris, options=options)
+        return Engine(DriverTable({"libvirt": LibvirtDriver()}), StaticHosts(configs), pol)
 
     async def run(
         self,

@@ -156,6 +156,14 @@ def test_auth_failures_name_the_host_and_missing_credentials() -> None:
     plain = connect_error(refused, HostConfig("host-c", "libvirt", "qemu+tcp://h/system", credentials=creds))
     assert (plain.message, plain.reason) == ("unable to connect to server at 'h:16509': Connection refused",
                                              Reason.HostUnreachable)  # fmt: skip
+    # A refused certificate is an auth failure to libvirt too; a TLS host hears about certificates.
+    cert = error(libvirt.VIR_ERR_AUTH_FAILED, "authentication failed: Failed to verify peer's certificate")
+    for uri in ("qemu+tls://h/system?pkipath=/p", "qemu://h/system"):
+        tls = connect_error(cert, HostConfig("host-t", "libvirt", uri))
+        assert tls.message.startswith("authentication failed for host-t (TLS: the client certificate"), tls.message
+        assert "username" not in tls.message and tls.message.endswith(": Failed to verify peer's certificate")
+    over_ssh = connect_error(cert, HostConfig("host-s", "libvirt", "qemu+ssh://root@h/system"))
+    assert "TLS" not in over_ssh.message
 
 
 def test_a_zero_dirty_rate_in_the_first_pass_is_not_measured_yet() -> None:
@@ -174,3 +182,34 @@ def test_the_destination_refusing_the_guest_cpu_is_target_failed() -> None:
     )
     exc.err = (libvirt.VIR_ERR_CPU_INCOMPATIBLE, 0, str(exc), 2, None, None, None, 0, 0)
     assert backend_error(exc, None).reason is Reason.TargetFailed  # the guest never left the source
+
+
+def test_tls_certificates_from_a_secret_become_a_private_pkipath() -> None:
+    import stat
+    from pathlib import Path
+    from urllib.parse import parse_qs, urlsplit
+
+    from controller.api.enums import Reason
+    from controller.backends.libvirt.pki import client_uri
+    from controller.backends.protocol import BackendError, Credentials, HostConfig
+
+    files = {"cacert.pem": "CA\n", "clientcert.pem": "CERT\n", "clientkey.pem": "KEY\n"}
+    host = HostConfig("host-t", "libvirt", "qemu+tls://h:16514/system", credentials=Credentials(files))
+    uri = client_uri(host)
+    folder = Path(parse_qs(urlsplit(uri).query)["pkipath"][0])
+    assert uri.startswith("qemu+tls://h:16514/system?pkipath=")
+    assert {p.name: p.read_text() for p in folder.iterdir()} == files
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "clientkey.pem").stat().st_mode) & 0o077 == 0
+    assert client_uri(host) == uri  # written once
+    with_query = HostConfig("host-t", "libvirt", "qemu+tls://h/system?no_tty=1", credentials=Credentials(files))
+    assert client_uri(with_query).startswith("qemu+tls://h/system?no_tty=1&pkipath=")
+    own = HostConfig("host-t", "libvirt", "qemu+tls://h/system?pkipath=/etc/x", credentials=Credentials(files))
+    assert client_uri(own) == own.uri  # the URI's own folder wins
+    sasl = HostConfig("host-t", "libvirt", "qemu+tcp://h/system", credentials=Credentials({"username": "u"}))
+    assert client_uri(sasl) == sasl.uri
+    partial = HostConfig("host-t", "libvirt", "qemu+tls://h/system", credentials=Credentials({"clientcert.pem": "C"}))
+    with pytest.raises(BackendError) as caught:
+        client_uri(partial)
+    assert caught.value.reason is Reason.HostUnreachable
+    assert "has TLS certificates but not cacert.pem, clientkey.pem" in caught.value.message

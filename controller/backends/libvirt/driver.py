@@ -14,6 +14,7 @@ from controller.backends.libvirt.connection import LibvirtConnection
 from controller.backends.libvirt.declaration import DECLARATION
 from controller.backends.libvirt.errors import connect_error
 from controller.backends.libvirt.events import ensure_event_loop
+from controller.backends.libvirt.pki import client_uri
 from controller.backends.libvirt.translate import supported_params
 from controller.backends.protocol import Capabilities, Connection, Credentials, Driver, HostConfig
 
@@ -37,8 +38,9 @@ CAPABILITIES = Capabilities(
 
 
 def open_host(host: HostConfig) -> Any:
-    """A new virConnect to the host, answering libvirt's auth callback from the host's Secret."""
-    return _open(host.uri, host.credentials)
+    """A new virConnect to the host, answering libvirt's auth callback from the host's Secret (and
+    showing the TLS client certificate it may hold)."""
+    return _open(client_uri(host), host.credentials)
 
 
 def _open(uri: str, credentials: Credentials | None) -> Any:

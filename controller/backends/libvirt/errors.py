@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import libvirt
 
 from controller.api.enums import Reason
@@ -79,8 +81,23 @@ def connect_error(exc: libvirt.libvirtError, host: HostConfig) -> BackendError:
     if code_of(exc) not in AUTH:
         return BackendError(error.message, reason)
     detail = error.message.removeprefix("authentication failed: ")
-    if host.credentials is None:
+    if _is_tls(host.uri) and "certificate" in detail.lower():
+        # libvirt reports a refused certificate, ours or the daemon's, as an auth failure too.
+        hint = (
+            " (TLS: the client certificate, in the URI's pkipath folder or /etc/pki/libvirt, and the host's"
+            " must both be signed by the CA the other side trusts, and the host's must name the URI's host)"
+        )
+    elif host.credentials is None:
         hint = " (no credentials: set spec.credentialsSecretRef to a Secret with username and password)"
     else:
         hint = ""
     return BackendError(f"authentication failed for {host.name}{hint}: {detail}", reason)
+
+
+def _is_tls(uri: str) -> bool:
+    """libvirt's TLS transport: ``driver+tls://``, or a remote URI without a transport (TLS is its default)."""
+    parts = urlsplit(uri)
+    transport = parts.scheme.partition("+")[2]
+    if "transport" in parse_qs(parts.query):
+        return False  # only libssh2/libssh URIs name one that way; not TLS
+    return transport == "tls" or (not transport and bool(parts.hostname))
