@@ -6,6 +6,7 @@ import pytest
 
 from controller.api import DomainMigration, DomainMigrationStatus, Phase, Reason
 from controller.engine import Transition
+from controller.engine.run import Marker, Sink, marker_of, must_save
 from tests.engine.conftest import Crash, Lab, Recorder, make_lab, migration
 
 pytestmark = pytest.mark.looptime
@@ -46,6 +47,21 @@ async def test_resume_after_a_crash_at_every_report(downtime: float) -> None:
         assert lab.where() == {"b": "running"}, crash_at
 
 
+def saved_as_the_operator_saves(saved: DomainMigration, rec: Recorder) -> Sink:
+    """A sink that keeps in `saved` what the operator would have stored: transitions and whatever
+    `must_save` says must be durable, not progress-only reports."""
+    marker: Marker | None = None
+
+    async def durable(status: DomainMigrationStatus, transition: Transition | None) -> None:
+        nonlocal marker
+        if transition is not None or must_save(marker, status):
+            saved.status = status.model_copy(deep=True)
+            marker = marker_of(status)
+        await rec(status, transition)
+
+    return durable
+
+
 async def test_a_job_that_fails_while_the_engine_is_down_ends_target_failed() -> None:
     lab = make_lab(b={"faults": {"destinationDiesAt": 0.6}})
     rec = Recorder()
@@ -83,27 +99,13 @@ async def test_a_crash_between_the_saved_marker_and_the_call_starts_it_once() ->
 
 async def test_resume_from_what_a_throttled_sink_saved() -> None:
     """Like the operator: progress-only reports are not saved; transitions and the marker are."""
-    from controller.engine.run import Marker, marker_of, must_save
-
     flags = ["live", "undefineSource"]
     total = await count_reports(flags)
     for crash_at in range(1, total):
         lab = make_lab()
         rec = Recorder(crash_at=crash_at)
         saved = migration(flags=flags)
-        marker: Marker | None = None
-
-        async def durable(
-            status: DomainMigrationStatus,
-            transition: Transition | None,
-            saved: DomainMigration = saved,
-            rec: Recorder = rec,
-        ) -> None:
-            nonlocal marker
-            if transition is not None or must_save(marker, status):
-                saved.status = status.model_copy(deep=True)
-                marker = marker_of(status)
-            await rec(status, transition)
+        durable = saved_as_the_operator_saves(saved, rec)
 
         with pytest.raises(Crash):
             await lab.engine().run(migration(flags=flags), durable)
@@ -117,27 +119,13 @@ async def test_a_crash_after_the_engine_aborted_a_stalled_job_ends_stalled_not_a
     """The engine's own abort (timeouts.progress) is saved with its reason before the abort call:
     a run resumed after a crash finds the job cancelled and says why (Failed, Stalled), not Aborted
     as if the user had asked. Saved as the operator saves: transitions and must_save only."""
-    from controller.engine.run import Marker, marker_of, must_save
-
     spinner = [{"name": "web", "memoryMiB": 2048, "dirtyRateMiBps": 1500}]
     spec = {"timeouts": {"progress": 20}}
     for crash_at in range(1, 200):
         lab = make_lab(domains=spinner)
         rec = Recorder(crash_at=crash_at)
         saved = migration(**spec)
-        marker: Marker | None = None
-
-        async def durable(
-            status: DomainMigrationStatus,
-            transition: Transition | None,
-            saved: DomainMigration = saved,
-            rec: Recorder = rec,
-        ) -> None:
-            nonlocal marker
-            if transition is not None or must_save(marker, status):
-                saved.status = status.model_copy(deep=True)
-                marker = marker_of(status)
-            await rec(status, transition)
+        durable = saved_as_the_operator_saves(saved, rec)
 
         await lab.seed()
         with pytest.raises(Crash):

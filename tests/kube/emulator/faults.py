@@ -40,6 +40,7 @@ import attrs
 import kmock
 
 from .errors import ApiError
+from .watching import expired_status
 
 CONCURRENT_WRITES = "faults.emulator.domig.dev/concurrent-writes"
 ETCD_ERROR = "etcdserver: leader changed"
@@ -158,18 +159,7 @@ class Faults:
         await stream.aclose()  # type: ignore[attr-defined]
         self.count("410 Expired on a watch")
         yield b""
-        yield {
-            "type": "ERROR",
-            "object": {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "code": 410,
-                "reason": "Expired",
-                "message": f"too old resource version: {params.get('resourceVersion')}",
-            },
-        }
+        yield expired_status(f"too old resource version: {params.get('resourceVersion')}")
 
 
 @attrs.define

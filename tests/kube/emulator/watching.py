@@ -14,6 +14,22 @@ from .selectors import Predicate
 from .typedefs import Body
 
 
+def expired_status(message: str) -> Body:
+    """The event a watch gets when its resourceVersion is older than kube keeps: kopf lists again."""
+    return {
+        "type": "ERROR",
+        "object": {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "code": 410,
+            "reason": "Expired",
+            "message": message,
+        },
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class _WatchEvent:
     rv: int
@@ -62,18 +78,7 @@ class WatchingMixin:
         try:
             yield b""  # send the headers now, even if there are no events for a while
             if cursor < 0:
-                yield {
-                    "type": "ERROR",
-                    "object": {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "code": 410,
-                        "reason": "Expired",
-                        "message": f"too old resource version: {rv_param} ({self._log_floor})",
-                    },
-                }
+                yield expired_status(f"too old resource version: {rv_param} ({self._log_floor})")
                 return
             for initial_event in initial:
                 yield initial_event
