@@ -18,7 +18,14 @@ from tests.operator.conftest import FAST, HANDLERS, NS, host, migration, until, 
 
 HOSTS = 5
 PER_HOST = 10  # 50 migrations, all admitted at once (DOMIG_MAX_PARALLEL)
-FAULTS = {"read_errors": 0.05, "write_errors": 0.05, "conflicts": 0.3, "watch_drops": 0.02, "watch_expiries": 0.3}
+FAULTS = {
+    "read_errors": 0.05,
+    "write_errors": 0.05,
+    "conflicts": 0.3,
+    "watch_drops": 0.02,
+    "watch_drop_by": 40,
+    "watch_expiries": 0.3,
+}
 # One seeded run by default; DOMIG_FAULT_SEEDS=1,2,3,... runs more (the README's figures).
 SEEDS = [int(seed) for seed in os.environ.get("DOMIG_FAULT_SEEDS", "1").split(",")]
 
