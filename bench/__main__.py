@@ -89,6 +89,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--sizes", default="1000,10000", help="scale: how many DomainMigrations, comma-separated (default: 1000,10000)"
     )
+    parser.add_argument(
+        "--deadline", type=float, help="scale: stop waiting after this many seconds and report what ended by then"
+    )
     return parser.parse_args()
 
 
@@ -105,7 +108,7 @@ def main() -> None:
     if "scale" in only:
         from bench import scale  # the emulated API server: only when asked for
 
-        rows += scale.main([int(size) for size in args.sizes.split(",") if size])
+        rows += scale.main([int(size) for size in args.sizes.split(",") if size], args.deadline)
     for row in rows:
         table.add_row(*row)
     Console().print(table)

@@ -8,7 +8,7 @@ in-memory world (`test:///default`), which lives in the operator's process.
 Latency is "resource created -> migrate call issued": the engine saves the migrate-call marker
 (status.migrationStartTime) before it calls migrate, so the arrival of that status patch at the API
 server is the moment of the call, to within one response. It is measured on an idle operator (its
-slots free), one migration at a time being created every 100 ms: in the scale run itself a
+slots free), each created once the one before has made its call: in the scale run itself a
 migration waits in the queue for a cluster slot, which is admission doing its job, not latency.
 """
 
@@ -41,7 +41,7 @@ NS = "default"
 HOSTS = 50
 CLUSTER_LIMIT = 200
 GUEST_MIB = 64  # at the test driver's 1000 MiB/s, a 64 ms copy: the operator's cost shows, not the copy's
-LATENCY_SAMPLES = 100
+LATENCY_SAMPLES = 50
 WRITES = ("create", "patch", "update", "delete")
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -190,14 +190,32 @@ class Scale:
     status_patches_per_migration: float
     events_per_migration: float
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # False: stopped at the deadline; the per-migration figures are then per migration ended so far.
+    complete: bool = True
+    timeline: list[tuple[float, int]] = field(default_factory=list)  # (seconds since the first creation, Succeeded)
+
+    @property
+    def ended(self) -> int:
+        return (
+            self.n if self.complete else max(1, sum(self.phases.get(p, 0) for p in ("Succeeded", "Failed", "Aborted")))
+        )
+
+    @property
+    def rate(self) -> float | None:
+        """Migrations Succeeded per second between a tenth and nine tenths of them: the steady pace."""
+        low, high = 0.1 * self.ended, 0.9 * self.ended
+        inside = [(t, k) for t, k in self.timeline if low <= k <= high]
+        if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
     @property
     def wall_per_migration_ms(self) -> float:
-        return 1000 * self.wall_s / self.n
+        return 1000 * self.wall_s / self.ended
 
     @property
     def cpu_per_migration_ms(self) -> float:
-        return 1000 * self.operator_cpu_s / self.n
+        return 1000 * self.operator_cpu_s / self.ended
 
 
 def writes(tally: Counter[tuple[str, str, str]], n: int) -> tuple[float, float, float]:
@@ -215,8 +233,10 @@ def writes(tally: Counter[tuple[str, str, str]], n: int) -> tuple[float, float, 
     return mine / n, status / n, events / n
 
 
-def run_scale(n: int, workdir: Path) -> Scale:
+def run_scale(n: int, workdir: Path, deadline: float | None = None) -> Scale:
+    """`deadline`: seconds after which to stop waiting and report what ended by then (complete=False)."""
     per_host = -(-n // HOSTS)
+    timeline: list[tuple[float, int]] = []
     with CountingApiServer(crds=CRDS) as api:
         for i in range(HOSTS):
             api.create(host(i, per_host))
@@ -229,24 +249,32 @@ def run_scale(n: int, workdir: Path) -> Scale:
             for k in range(n):
                 source, d = k % HOSTS, k // HOSTS
                 api.create(migration(f"m-{k:05d}", f"vm-{source:02d}-{d:04d}", source, (source + 1) % HOSTS))
-                if k % 2000 == 1999:
+                if k % 500 == 499:
                     api.forget_requests()
+                    timeline.append((round(time.perf_counter() - start, 1), api.phases()["Succeeded"]))
             created = time.perf_counter()
             phases: Counter[str] = Counter()
+            give_up = float("inf") if deadline is None else start + deadline
 
             def done() -> bool:
                 nonlocal phases
                 api.forget_requests()
                 phases = api.phases()
-                return phases["Succeeded"] + phases["Failed"] + phases["Aborted"] >= n
+                now = time.perf_counter()
+                if not timeline or now - start - timeline[-1][0] >= 5:
+                    timeline.append((round(now - start, 1), phases["Succeeded"]))
+                return phases["Succeeded"] + phases["Failed"] + phases["Aborted"] >= n or now > give_up
 
-            wait_until(done, 120 + 0.5 * n, f"{n} migrations ended", proc, every=1.0)
+            wait_until(done, 600 + 0.5 * n, f"{n} migrations ended", proc, every=1.0)
             wall = time.perf_counter() - start
+            timeline.append((round(wall, 1), phases["Succeeded"]))
             after, mine_after = usage_of(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
             tally = Counter(api.tally)
             serving = api.handling
-            latency = measure_latency(api, proc, per_host)
-    mine = writes(tally, n)
+            complete = phases["Succeeded"] + phases["Failed"] + phases["Aborted"] >= n
+            latency = measure_latency(api, proc, per_host) if complete else {}
+    ended = n if complete else max(1, phases["Succeeded"] + phases["Failed"] + phases["Aborted"])
+    mine = writes(tally, ended)
     by_kind = Counter[str]()
     for (verb, plural, sub), count in tally.items():
         by_kind[f"{verb} {plural}{'/' + sub if sub else ''}"] += count
@@ -260,11 +288,13 @@ def run_scale(n: int, workdir: Path) -> Scale:
         operator_peak_rss_mib=after.peak_rss_mib,
         emulator_cpu_s=(mine_after.ru_utime + mine_after.ru_stime) - (mine_before.ru_utime + mine_before.ru_stime),
         emulator_serving_s=serving,
-        requests={k: round(v / n, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+        requests={k: round(v / ended, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
         writes_per_migration=mine[0],
         status_patches_per_migration=mine[1],
         events_per_migration=mine[2],
         latency_ms=latency,
+        complete=complete,
+        timeline=timeline,
     )
 
 
@@ -273,7 +303,8 @@ def _ready(api: ApiServer) -> int:
 
 
 def measure_latency(api: CountingApiServer, proc: subprocess.Popen[bytes], per_host: int) -> dict[str, float]:
-    """Migrate some domains back, one created every 100 ms on the now idle operator."""
+    """Migrate some domains back, one at a time on the now idle operator: each is created once the
+    one before has made its migrate call (what one user's `kubectl create` waits for)."""
     created: dict[str, float] = {}
     for k in range(min(LATENCY_SAMPLES, per_host * HOSTS)):
         source, d = k % HOSTS, k // HOSTS
@@ -281,8 +312,8 @@ def measure_latency(api: CountingApiServer, proc: subprocess.Popen[bytes], per_h
         api.followed[name] = []
         api.create(migration(name, f"vm-{source:02d}-{d:04d}", (source + 1) % HOSTS, source))
         created[name] = time.time()
-        time.sleep(0.1)
-    wait_until(lambda: all(name in api.marked for name in created), 120, "the latency samples' migrate calls", proc)
+        wait_until(lambda n=name: n in api.marked, 60, f"{name}'s migrate call", proc, every=0.005)  # type: ignore[misc]
+        time.sleep(0.05)
     samples = sorted(1000 * (api.marked[name] - at) for name, at in created.items())
     for name in list(created)[:: max(1, len(created) // 4)]:  # where the time goes, for a few
         steps = ", ".join(f"{1000 * (t - created[name]):.0f} ms {what}" for t, what in api.followed[name])
@@ -300,7 +331,12 @@ def table_rows(results: list[Scale]) -> list[tuple[str, str, str]]:
     for r in results:
         label = f"scale {r.n:,}"
         rows += [
-            (f"{label}: Succeeded", f"{r.succeeded:,} / {r.n:,}", json.dumps(r.phases)),
+            (
+                f"{label}: Succeeded" + ("" if r.complete else " (stopped at the deadline)"),
+                f"{r.succeeded:,} / {r.n:,}",
+                json.dumps(r.phases),
+            ),
+            (f"{label}: steady rate", f"{r.rate:.1f} / s" if r.rate else "-", "from 10 % to 90 % Succeeded"),
             (
                 f"{label}: wall (create {r.create_s:.0f} s)",
                 f"{r.wall_s:,.1f} s",
@@ -329,14 +365,14 @@ def table_rows(results: list[Scale]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def main(sizes: list[int]) -> list[tuple[str, str, str]]:
+def main(sizes: list[int], deadline: float | None = None) -> list[tuple[str, str, str]]:
     results = []
     logs = Path(tempfile.gettempdir()) / "domig-scale"  # the operator's log of the last run of each size
     logs.mkdir(exist_ok=True)
     if True:
         for n in sizes:
             (logs / f"operator-{n}.log").unlink(missing_ok=True)
-            result = run_scale(n, logs)
+            result = run_scale(n, logs, deadline)
             results.append(result)
             print(f"scale {n}: {json.dumps(asdict(result))}", file=sys.stderr, flush=True)
     RESULTS.write_text(

@@ -157,7 +157,9 @@ class Admission:
                 what = {"out": "outbound from", "in": "inbound to", "cluster": "in the cluster"}[need[0]]
                 where = f" {need[1]}" if len(need) > 1 else ""
                 setting = {"out": "maxOutbound", "in": "maxInbound", "cluster": "the cluster-wide limit"}[need[0]]
-                return f"{used.get(need, 0)} migrations {what}{where} already run ({setting} is {cap})"
+                # At least `cap` run: the holders counted from the index may include, for a moment,
+                # one that has just ended, and a count that wobbles would rewrite every waiting status.
+                return f"{cap} migrations {what}{where} already run ({setting} is {cap})"
         if ticket.flexible:
             return self.placements.get(ticket.key, self.weigh(ticket)).message
         return "earlier migrations wait for the same hosts (first come, first served)"

@@ -118,7 +118,8 @@ class MigrationDaemon:
             if self.status.phase is Phase.Pending:
                 metrics.mark_waiting(self.namespace, self.name, self.driver)
                 await self.admit(ticket)
-                migration = self.parse()  # with the destination admission chose, if the spec named none
+                if not ticket.destination:
+                    migration = self.parse()  # with the destination admission chose
                 self.choose_policy(migration)
             else:
                 self.ctx.admission.hold(ticket)
