@@ -53,6 +53,8 @@ class CountingApiServer(ApiServer):
     tally: Counter[tuple[str, str, str]] = attrs.field(factory=Counter, init=False)
     marked: dict[str, float] = attrs.field(factory=dict, init=False)  # name -> when the marker landed
     handling: float = attrs.field(default=0.0, init=False)  # seconds spent serving (not streaming watches)
+    last_phase: dict[str, Any] = attrs.field(factory=dict, init=False)
+    status_kinds: Counter[str] = attrs.field(factory=Counter, init=False)  # status patches by what they said
     followed: dict[str, list[tuple[float, str]]] = attrs.field(factory=dict, init=False)  # name -> requests
 
     async def _handle(self, request: kmock.Request) -> Any:
@@ -67,8 +69,17 @@ class CountingApiServer(ApiServer):
             self.followed[str(request.name)].append((time.time(), f"{verb} {request.subresource or ''} {phase}"))
         if plural == "domainmigrations" and request.subresource == "status" and isinstance(request.data, dict):
             status = request.data.get("status") or {}
-            if status.get("migrationStartTime") and request.name not in self.marked:
-                self.marked[str(request.name)] = time.time()
+            name = str(request.name)
+            phase, before = status.get("phase"), self.last_phase.get(name)
+            if status.get("migrationStartTime") and name not in self.marked:
+                self.marked[name] = time.time()
+                kind = "marker"
+            elif phase != before:
+                kind = "transition"
+            else:
+                kind = "waiting" if phase == "Pending" else "same phase (progress, observedGeneration)"
+            self.last_phase[name] = phase
+            self.status_kinds[kind] += 1
         try:
             return await super()._handle(request)
         finally:
@@ -193,6 +204,9 @@ class Scale:
     # False: stopped at the deadline; the per-migration figures are then per migration ended so far.
     complete: bool = True
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (seconds since the first creation, Succeeded)
+    # Status patches per migration by what they said: a new phase, the migrate-call marker, a waiting
+    # migration's new place or reason (Pending again), or the same phase again (progress, observedGeneration).
+    status_patches: dict[str, float] = field(default_factory=dict)
 
     @property
     def ended(self) -> int:
@@ -243,6 +257,7 @@ def run_scale(n: int, workdir: Path, deadline: float | None = None) -> Scale:
         with operator(api, workdir / f"operator-{n}.log") as proc:
             wait_until(lambda: _ready(api) == HOSTS, 120, "the hosts Ready", proc)
             api.tally.clear()
+            api.status_kinds.clear()
             api.handling = 0.0
             before, mine_before = usage_of(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
@@ -270,6 +285,7 @@ def run_scale(n: int, workdir: Path, deadline: float | None = None) -> Scale:
             timeline.append((round(wall, 1), phases["Succeeded"]))
             after, mine_after = usage_of(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
             tally = Counter(api.tally)
+            kinds = Counter(api.status_kinds)
             serving = api.handling
             complete = phases["Succeeded"] + phases["Failed"] + phases["Aborted"] >= n
             latency = measure_latency(api, proc, per_host) if complete else {}
@@ -295,6 +311,7 @@ def run_scale(n: int, workdir: Path, deadline: float | None = None) -> Scale:
         latency_ms=latency,
         complete=complete,
         timeline=timeline,
+        status_patches={k: round(v / ended, 3) for k, v in kinds.most_common()},
     )
 
 
@@ -312,7 +329,7 @@ def measure_latency(api: CountingApiServer, proc: subprocess.Popen[bytes], per_h
         api.followed[name] = []
         api.create(migration(name, f"vm-{source:02d}-{d:04d}", (source + 1) % HOSTS, source))
         created[name] = time.time()
-        wait_until(lambda n=name: n in api.marked, 60, f"{name}'s migrate call", proc, every=0.005)  # type: ignore[misc]
+        wait_until(lambda n=name: n in api.marked, 60, f"{name}'s migrate call", proc, every=0.005)
         time.sleep(0.05)
     samples = sorted(1000 * (api.marked[name] - at) for name, at in created.items())
     for name in list(created)[:: max(1, len(created) // 4)]:  # where the time goes, for a few
@@ -362,6 +379,9 @@ def table_rows(results: list[Scale]) -> list[tuple[str, str, str]]:
             ),
         ]
         rows += [(f"{label}: {kind}", f"{per:.2f}", "requests / migration") for kind, per in r.requests.items()]
+        rows += [
+            (f"{label}: status patch: {kind}", f"{per:.2f}", "per migration") for kind, per in r.status_patches.items()
+        ]
     return rows
 
 
