@@ -3,6 +3,7 @@ deleting a waiting one frees its place; maxInbound and the cluster-wide limit ho
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -122,6 +123,6 @@ async def test_a_migration_deep_in_the_queue_writes_its_place_when_it_has_halved
     ]
     shown = [p for p in places if p is not None]
     assert shown[0] >= 6, places  # it started deep (the first one takes 4 s)
-    changes = [(earlier, later) for earlier, later in zip(shown, shown[1:]) if later != earlier]
+    changes = [(earlier, later) for earlier, later in itertools.pairwise(shown) if later != earlier]
     assert all(later <= earlier // 2 for earlier, later in changes), places
     assert len(shown) <= 6, places
