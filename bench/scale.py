@@ -93,9 +93,9 @@ class CountingApiServer(ApiServer):
             payload._requests.clear()
 
     def phases(self) -> Counter[str]:
-        rdef = self.find_resource("domainmigrations")
-        with self._state:
-            return Counter(str((obj.get("status") or {}).get("phase") or "-") for obj in self._iter(rdef, NS))
+        """By the last phase each migration's status patches said: walking the stored objects once a
+        second (kmock's history views, 10,000 of them) took a third of the emulator's time."""
+        return Counter(str(phase or "-") for phase in self.last_phase.values())
 
 
 def _verb(request: kmock.Request) -> str:
@@ -280,7 +280,7 @@ def run_scale(n: int, workdir: Path, deadline: float | None = None) -> Scale:
                     timeline.append((round(now - start, 1), phases["Succeeded"]))
                 return phases["Succeeded"] + phases["Failed"] + phases["Aborted"] >= n or now > give_up
 
-            wait_until(done, 600 + 0.5 * n, f"{n} migrations ended", proc, every=1.0)
+            wait_until(done, 600 + 0.5 * n, f"{n} migrations ended", proc, every=2.0)
             wall = time.perf_counter() - start
             timeline.append((round(wall, 1), phases["Succeeded"]))
             after, mine_after = usage_of(proc.pid), resource.getrusage(resource.RUSAGE_SELF)
