@@ -402,6 +402,7 @@ def main(sizes: list[int], deadline: float | None = None) -> list[tuple[str, str
                     **asdict(r),
                     "wall_per_migration_ms": r.wall_per_migration_ms,
                     "cpu_per_migration_ms": r.cpu_per_migration_ms,
+                    "rate_per_s": r.rate,
                 }
                 for r in results
             ],
