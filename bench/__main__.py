@@ -6,6 +6,7 @@ Figures are wall time on this machine (2 cores); they are for comparing changes,
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 import time
@@ -83,12 +84,33 @@ async def engine_rows() -> list[tuple[str, str, str]]:
     ]
 
 
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", action="append", choices=("pieces", "scale"), help="run only these parts")
+    parser.add_argument(
+        "--sizes", default="1000,10000", help="scale: how many DomainMigrations, comma-separated (default: 1000,10000)"
+    )
+    parser.add_argument(
+        "--deadline", type=float, help="scale: stop waiting after this many seconds and report what ended by then"
+    )
+    return parser.parse_args()
+
+
 def main() -> None:
+    args = arguments()
+    only = set(args.only or ("pieces", "scale"))
     table = Table(title="domig benchmarks")
     table.add_column("what")
     table.add_column("time / size", justify="right")
     table.add_column("sample", justify="right")
-    for row in [*model_rows(), *asyncio.run(world_rows()), *asyncio.run(engine_rows())]:
+    rows: list[tuple[str, str, str]] = []
+    if "pieces" in only:
+        rows += [*model_rows(), *asyncio.run(world_rows()), *asyncio.run(engine_rows())]
+    if "scale" in only:
+        from bench import scale  # the emulated API server: only when asked for
+
+        rows += scale.main([int(size) for size in args.sizes.split(",") if size], args.deadline)
+    for row in rows:
         table.add_row(*row)
     Console().print(table)
     # Real daemons: says why and returns when libvirt, QEMU or root is missing.

@@ -10,7 +10,9 @@ the same free memory.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -63,31 +65,46 @@ class Arrival:
 
 @dataclass
 class Admission:
+    """The queue and the slots. Every call costs what changed, not what waits: the waiting tickets
+    are kept in their order (a release looks at the first few, not all of them, and stops once the
+    cluster-wide limit is full), a domain's tickets are found by (source, domain), and arrivals
+    are kept per host in time order, so that 10,000 waiting migrations cost no more per release
+    than 10 do (tests/engine/test_admission_scale.py counts it)."""
+
     max_parallel: int
     limits: Callable[[str], HostLimits]
     running: Callable[[], Iterable[Ticket]] = lambda: ()  # from the resource index: already past admission
     admitted: dict[str, Ticket] = field(default_factory=dict)
+    # Read it, never write it: `acquire`, `update` and `release` keep `_queue` and `_waiting_for` with it.
     waiting: dict[str, tuple[Ticket, asyncio.Event]] = field(default_factory=dict)
     rooms: dict[str, Room] = field(default_factory=dict)  # the last reading of each host's free memory
-    arrivals: list[Arrival] = field(default_factory=list)  # migrations ended since: not in any reading
     placements: dict[str, Placement] = field(default_factory=dict)  # the last weighing of each flexible ticket
     clock: Callable[[], float] = time.monotonic
+    _queue: list[tuple[tuple[str, int, str], str]] = field(default_factory=list)  # (order, key), sorted
+    _waiting_for: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (source, domain) -> keys
+    # Migrations ended since, per destination, oldest first: not in any reading of its free memory.
+    _arrivals: dict[str, deque[Arrival]] = field(default_factory=dict)
 
     def holders(self) -> dict[str, Ticket]:
         return {**{t.key: t for t in self.running()}, **self.admitted}
 
     def busy(self, ticket: Ticket) -> Ticket | None:
         """Another migration of the same domain that runs, or waits and came first."""
-        for other in [*self.holders().values(), *(t for t, _ in self.waiting.values())]:
-            if other.key == ticket.key or (other.source, other.domain) != (ticket.source, ticket.domain):
+        holders = self.holders()
+        mine = (ticket.source, ticket.domain)
+        # The holders are as many as the limits let run; the waiting ones are found by their domain.
+        others = [t for t in holders.values() if (t.source, t.domain) == mine]
+        others += [self.waiting[k][0] for k in self._waiting_for.get(mine, ())]
+        for other in others:
+            if other.key == ticket.key:
                 continue
-            if other.key in self.holders() or other.order < ticket.order:
+            if other.key in holders or other.order < ticket.order:
                 return other
         return None
 
-    def _usage(self) -> dict[Need, int]:
+    def _usage(self, holders: Iterable[Ticket] | None = None) -> dict[Need, int]:
         used: dict[Need, int] = {}
-        for ticket in self.holders().values():
+        for ticket in self.holders().values() if holders is None else holders:
             for need in needs(ticket):
                 used[need] = used.get(need, 0) + 1
         return used
@@ -113,7 +130,12 @@ class Admission:
         room = self.rooms.get(host)
         since = room.read_at if room is not None else float("-inf")
         running = sum(t.memory_bytes for t in holders if t.destination == host)
-        return running + sum(a.memory_bytes for a in self.arrivals if a.host == host and a.at >= since)
+        arrived = 0
+        for arrival in reversed(self._arrivals.get(host, ())):
+            if arrival.at < since:
+                break  # oldest first: the rest are older still
+            arrived += arrival.memory_bytes
+        return running + arrived
 
     def _load(self, host: str, used: dict[Need, int], holders: list[Ticket]) -> Load:
         in_flight = sum(1 for t in holders if host in (t.source, t.destination))
@@ -122,8 +144,8 @@ class Admission:
 
     def weigh(self, ticket: Ticket, used: dict[Need, int] | None = None) -> Placement:
         """Where a flexible ticket would go now, and why not elsewhere."""
-        used = self._usage() if used is None else used
         holders = list(self.holders().values())
+        used = self._usage(holders) if used is None else used
         loads = [self._load(host, used, holders) for host in ticket.choices]
         return choose(ticket.memory_bytes, loads, ticket.ruled_out)
 
@@ -135,7 +157,9 @@ class Admission:
                 what = {"out": "outbound from", "in": "inbound to", "cluster": "in the cluster"}[need[0]]
                 where = f" {need[1]}" if len(need) > 1 else ""
                 setting = {"out": "maxOutbound", "in": "maxInbound", "cluster": "the cluster-wide limit"}[need[0]]
-                return f"{used.get(need, 0)} migrations {what}{where} already run ({setting} is {cap})"
+                # At least `cap` run: the holders counted from the index may include, for a moment,
+                # one that has just ended, and a count that wobbles would rewrite every waiting status.
+                return f"{cap} migrations {what}{where} already run ({setting} is {cap})"
         if ticket.flexible:
             return self.placements.get(ticket.key, self.weigh(ticket)).message
         return "earlier migrations wait for the same hosts (first come, first served)"
@@ -144,15 +168,26 @@ class Admission:
         """Its place in the queue, from 1, first come first served; None once it is not waiting."""
         if ticket.key not in self.waiting:
             return None
-        ahead = [t for t, _ in self.waiting.values() if t.order < ticket.order]
-        return len(ahead) + 1
+        return bisect.bisect_left(self._queue, (self.waiting[ticket.key][0].order, ticket.key)) + 1
+
+    def queued(self) -> int:
+        return len(self._queue)
 
     def schedule(self) -> None:
         """Admit waiting tickets in order; a ticket blocked on a host also holds back later ones for it.
-        A flexible ticket that no host takes holds back nobody: the next may fit where it does not."""
+        A flexible ticket that no host takes holds back nobody: the next may fit where it does not.
+
+        Every ticket needs a cluster slot: once they are all taken nothing more can start, so the
+        walk stops there, having looked at no more tickets than it admitted and skipped."""
+        if len(self.admitted) >= self.max_parallel or not self.waiting:
+            return  # full (or nobody waits) without counting: what this replica admitted is held
         used = self._usage()
         blocked: set[Need] = set()
-        for ticket, admitted in sorted(self.waiting.values(), key=lambda pair: pair[0].order):
+        admitted: list[str] = []
+        for _, key in self._queue:
+            if self._full(("cluster",), used):
+                break
+            ticket, event = self.waiting[key]
             wanted = needs(ticket)
             full = {n for n in wanted if self._full(n, used)}
             if full or blocked & set(wanted):
@@ -167,24 +202,48 @@ class Admission:
                 wanted = needs(ticket)
             for n in wanted:
                 used[n] = used.get(n, 0) + 1
-            del self.waiting[ticket.key]
-            self.admitted[ticket.key] = ticket
-            admitted.set()
+            admitted.append(key)
+            self.admitted[key] = ticket
+            event.set()
+        for key in admitted:
+            self._unqueue(key)
+
+    def _enqueue(self, ticket: Ticket, event: asyncio.Event) -> None:
+        if ticket.key in self.waiting:
+            self._unqueue(ticket.key)
+        self.waiting[ticket.key] = (ticket, event)
+        bisect.insort(self._queue, (ticket.order, ticket.key))
+        self._waiting_for.setdefault((ticket.source, ticket.domain), set()).add(ticket.key)
+
+    def _unqueue(self, key: str) -> None:
+        found = self.waiting.pop(key, None)
+        if found is None:
+            return
+        ticket = found[0]
+        at = bisect.bisect_left(self._queue, (ticket.order, key))
+        if at < len(self._queue) and self._queue[at][1] == key:
+            del self._queue[at]
+        mine = (ticket.source, ticket.domain)
+        keys = self._waiting_for.get(mine)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._waiting_for[mine]
 
     async def acquire(self, ticket: Ticket) -> asyncio.Event:
         """Queue the ticket; the returned event is set once it may start."""
         event = asyncio.Event()
-        if ticket.key in self.holders():
+        if ticket.key in self.admitted or ticket.key in {t.key for t in self.running()}:
             event.set()
             return event
-        self.waiting[ticket.key] = (ticket, event)
+        self._enqueue(ticket, event)
         self.schedule()
         return event
 
     def update(self, ticket: Ticket) -> None:
         """A waiting ticket's hosts weighed again (hosts changed): it keeps its place in the queue."""
         if ticket.key in self.waiting:
-            self.waiting[ticket.key] = (ticket, self.waiting[ticket.key][1])
+            self._enqueue(ticket, self.waiting[ticket.key][1])
 
     def hold(self, ticket: Ticket) -> None:
         """A migration already past admission (resumed after a restart) keeps its slot."""
@@ -192,10 +251,16 @@ class Admission:
 
     def release(self, key: str) -> None:
         ticket = self.admitted.pop(key, None)
-        self.waiting.pop(key, None)
+        self._unqueue(key)
         self.placements.pop(key, None)
         now = self.clock()
-        self.arrivals = [a for a in self.arrivals if now - a.at < ARRIVALS_KEPT]
+        for host in list(self._arrivals):
+            kept = self._arrivals[host]
+            while kept and now - kept[0].at >= ARRIVALS_KEPT:
+                kept.popleft()
+            if not kept:
+                del self._arrivals[host]
         if ticket is not None and ticket.destination and ticket.memory_bytes:
-            self.arrivals.append(Arrival(ticket.destination, ticket.memory_bytes, now))
+            arrival = Arrival(ticket.destination, ticket.memory_bytes, now)
+            self._arrivals.setdefault(ticket.destination, deque()).append(arrival)
         self.schedule()

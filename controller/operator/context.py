@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.backends.registry import DriverTable
@@ -31,4 +32,6 @@ class Context:
     drivers: DriverTable
     admission: Admission
     indexes: Indexes  # kopf's, handed to the start-up handler once; the same objects for the whole run
+    # Each running daemon's wake-up for its resource's watch events (MigrationDaemon.follow_spec).
+    edits: dict[str, asyncio.Event] = field(default_factory=dict)
     exiting: bool = False  # a daemon was stopped because the operator exits: start no new work

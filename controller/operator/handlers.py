@@ -135,6 +135,9 @@ async def edited_after_the_end(
     An event handler, not an update handler: it sees every edit, also one that lands before kopf
     has finished with the creation, and it does nothing once observedGeneration has caught up.
     """
+    seen = memo.ctx.edits.get(f"{namespace}/{name}")
+    if seen is not None:
+        seen.set()  # its daemon looks at the live spec again (MigrationDaemon.follow_spec)
     generation = body.metadata.get("generation")
     if type == "DELETED" or status.get("phase") not in TERMINAL or status.get("observedGeneration") == generation:
         return  # a running daemon observes its own edits (MigrationDaemon.follow_spec)
@@ -185,6 +188,7 @@ async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) ->
     name = str(body.metadata.name)
     # Known without the host: the migrations admitted to and from it (the index and this replica's own).
     patch.status.update(migration_counts(name, memo.ctx.admission.holders().values()))
+    memo.ctx.admission.schedule()  # the host's limits may have changed: waiting migrations need not wait for a release
     previous = {"conditions": body.status.get("conditions", [])}  # so Ready keeps its transition time
     try:
         host = HypervisorHost.parse({"metadata": dict(body.metadata), "spec": dict(body.spec), "status": previous})

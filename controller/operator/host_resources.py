@@ -24,15 +24,34 @@ class HostProblem(Exception):
         self.final = final  # no point waiting: the answer will not change by itself
 
 
+# The last parse of each host, by name, with what it was parsed from: a host is parsed once per
+# change (its uid and resourceVersion), not once per look-up. Admission asks for a host's limits
+# for every waiting migration it looks at, and a host's spec may list hundreds of test domains.
+_parsed: dict[str, tuple[tuple[str, str], HypervisorHost | None]] = {}
+parses = 0  # how many parses were done: tests count them
+
+
 def lookup(index: HostIndex, name: str) -> HypervisorHost | None:
+    """The host as parsed from its body; callers must not change it (it is shared)."""
+    global parses
     store = index.get(name)
     if not store:
         return None
     body = next(iter(store))
+    meta = body.get("metadata") or {}
+    version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+    cached = _parsed.get(name)
+    if cached is not None and cached[0] == version and version[1]:
+        return cached[1]
+    parses += 1
     try:
-        return HypervisorHost.parse({**body, "status": HypervisorHostStatus.known(body.get("status"))})
+        host: HypervisorHost | None = HypervisorHost.parse(
+            {**body, "status": HypervisorHostStatus.known(body.get("status"))}
+        )
     except SpecError:
-        return None
+        host = None
+    _parsed[name] = (version, host)
+    return host
 
 
 def hosts_in(index: HostIndex) -> list[HypervisorHost]:

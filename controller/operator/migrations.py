@@ -29,6 +29,7 @@ from controller.operator.policy_resources import policy_for
 from controller.operator.reporting import Reporter, known_status
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+QUEUE_PATIENCE = 12  # host_retry intervals at most between two looks of a waiting migration at its place
 
 
 def ticket_of(namespace: str, name: str, spec: Mapping[str, Any], created: str, memory_bytes: int = 0) -> Ticket:
@@ -117,7 +118,8 @@ class MigrationDaemon:
             if self.status.phase is Phase.Pending:
                 metrics.mark_waiting(self.namespace, self.name, self.driver)
                 await self.admit(ticket)
-                migration = self.parse()  # with the destination admission chose, if the spec named none
+                if not ticket.destination:
+                    migration = self.parse()  # with the destination admission chose
                 self.choose_policy(migration)
             else:
                 self.ctx.admission.hold(ticket)
@@ -130,6 +132,7 @@ class MigrationDaemon:
             if self.stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_EXITING in self.stopped.reason:
                 self.ctx.exiting = True
             watcher.cancel()
+            self.ctx.edits.pop(self.key, None)
             self.ctx.admission.release(self.key)
             metrics.forget(self.namespace, self.name)
 
@@ -179,23 +182,38 @@ class MigrationDaemon:
             ticket = await weigher.weigh(ticket)
         admission = self.ctx.admission
         admitted = await admission.acquire(ticket)
+        # A fixed-destination ticket is woken when admitted: it looks at its place less and less
+        # often (its place is written when it has halved, see `place`). A flexible one weighs its
+        # hosts again every host_retry: their free memory decides where it may go.
+        patience = self.ctx.config.host_retry
         while not admitted.is_set():
-            where = admission.position(ticket)
+            where = self.place(admission.position(ticket))
             place = f" (place {where} in the queue)" if where is not None else ""
             placement = admission.placements.get(ticket.key)
             if placement is not None and placement.destination is None:
                 await self.unscheduled(placement, place, where)
             else:
                 await self.pending(Reason.WaitingForSlot, admission.why_waiting(ticket) + place, where)
-            await self.pause(admitted)
+            await self.pause(admitted, patience)
             if weigher is not None:
                 ticket = await weigher.weigh(ticket)
                 admission.update(ticket)
+            else:
+                patience = min(2 * patience, QUEUE_PATIENCE * self.ctx.config.host_retry)
             admission.schedule()
         if self.status.queue_position is not None:
             self.status.queue_position = None  # saved with the first report of the run
         if ticket.flexible:
             self.scheduled(admission.admitted[ticket.key].destination, admission.placements.get(ticket.key))
+
+    def place(self, position: int | None) -> int | None:
+        """The place to show: the last one written until the real one has halved (or grown), so a
+        migration deep in a long queue writes its status a few times while it waits, not once for
+        every migration that starts before it."""
+        shown = self.status.queue_position
+        if position is None or shown is None or position > shown or 2 * position <= shown:
+            return position
+        return shown
 
     async def guest(self) -> GuestInfo:
         """The guest's memory and CPU, for admission to count and weigh; a guest the source does not
@@ -268,7 +286,7 @@ class MigrationDaemon:
             raise HostProblem(Reason.HostNotReady, f"HypervisorHost {host.name} is not reachable: {exc}") from None
         await conn.close()
 
-    async def pause(self, until: asyncio.Event | None = None) -> None:
+    async def pause(self, until: asyncio.Event | None = None, patience: float | None = None) -> None:
         """Wait a little, for a slot, an abort or a stop; end the migration if it was aborted or deleted."""
         waits = [
             asyncio.ensure_future(self.stopped.wait()),
@@ -277,7 +295,9 @@ class MigrationDaemon:
         if until is not None:
             waits.append(asyncio.ensure_future(until.wait()))
         try:
-            await asyncio.wait(waits, timeout=self.ctx.config.host_retry, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                waits, timeout=patience or self.ctx.config.host_retry, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for waiter in waits:
                 waiter.cancel()
@@ -340,9 +360,14 @@ class MigrationDaemon:
             await running
 
     async def follow_spec(self) -> None:
-        """The live spec: abort, force-complete, live tuning, and refused changes (said in a condition)."""
+        """The live spec: abort, force-complete, live tuning, and refused changes (said in a condition).
+
+        Woken by the resource's watch events (`edited` in handlers.py), not by polling: ten thousand
+        waiting migrations would otherwise wake twenty thousand times a second to find nothing new."""
         tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
+        seen = self.ctx.edits.setdefault(self.key, asyncio.Event())
         while True:
+            seen.clear()
             live = dict(self.body.spec)
             if live.get("abort"):
                 self.controls.request_abort()
@@ -355,6 +380,11 @@ class MigrationDaemon:
                     self.controls.tune(name, value)
             chosen = self.status.placement.destination if self.status.placement else None
             refusals_changed = self.reporter.refuse_changes(refused_changes(self.accepted, live, chosen))
-            if refusals_changed or self.reporter.observed != self.body.metadata.get("generation"):
-                await self.reporter.patch(self.reporter.last or self.status)  # observedGeneration catches up
-            await asyncio.sleep(0.5)
+            # observedGeneration catches up; not before this daemon's first write, which is on its
+            # way (a wait, a transition or an end is written at once) and records it anyway.
+            behind = self.reporter.observed not in (None, self.body.metadata.get("generation"))
+            if refusals_changed or behind:
+                await self.reporter.patch(self.reporter.last or self.status)
+            # A missed event costs at most host_retry: kopf's body is fresh when its handlers run.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(seen.wait(), timeout=self.ctx.config.host_retry)

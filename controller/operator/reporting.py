@@ -118,7 +118,8 @@ class Reporter:
 
     def refuse_changes(self, fields: list[str]) -> bool:
         """Mark (or clear) refused spec changes; True when that changed what status says."""
-        before, self.refusal = self.refusal, refusal(fields)
+        # Nothing refused at the first look is no change: the first patch says NoChange anyway.
+        before, self.refusal = self.refusal or refusal([]), refusal(fields)
         return before != self.refusal
 
 

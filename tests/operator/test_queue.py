@@ -3,6 +3,7 @@ deleting a waiting one frees its place; maxInbound and the cluster-wide limit ho
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -97,3 +98,31 @@ async def test_the_cluster_wide_limit_queues_across_hosts(
     await until(lambda: waiting(kube, "db"))
     assert "in the cluster already run (the cluster-wide limit is 1)" in status(kube, "db")["message"]
     assert (await wait_phase(kube, "db", {"Succeeded"}, within=40))["status"]["phase"] == "Succeeded"
+
+
+async def test_a_migration_deep_in_the_queue_writes_its_place_when_it_has_halved_not_at_every_start(
+    kube: ApiServer, world: str, operator: KopfOperator
+) -> None:
+    """Twelve wait behind one another (maxOutbound: 1); the last one's place goes 12, 11, ... 1, and
+    its status is written when the place has halved (12, 6, 3, 1 at most), not twelve times: at
+    10,000 waiting, every start would otherwise rewrite every waiting migration's status."""
+    count = 13
+    domains = [{"name": f"vm-{i:02d}", "memoryMiB": 4096 if i == 0 else 16} for i in range(count)]  # one slow
+    kube.apply(host("host-a", world, domains, linkMiBps=1000, limits={"maxOutbound": 1}))
+    kube.apply(host("host-b", world, linkMiBps=1000))
+    for i in range(count):
+        kube.apply(migration(f"m-{i:02d}", domain=f"vm-{i:02d}"))
+        await until(lambda i=i: status(kube, f"m-{i:02d}").get("phase") is not None)  # type: ignore[misc]
+    last = f"m-{count - 1:02d}"
+    done = await wait_phase(kube, last, {"Succeeded", "Failed", "Aborted"}, within=60)
+    assert done["status"]["phase"] == "Succeeded" and done["status"].get("queuePosition") is None
+    places = [
+        (r.data.get("status") or {}).get("queuePosition")
+        for r in kube.log()
+        if r.name == last and r.subresource == "status" and isinstance(r.data, dict)
+    ]
+    shown = [p for p in places if p is not None]
+    assert shown[0] >= 6, places  # it started deep (the first one takes 4 s)
+    changes = [(earlier, later) for earlier, later in itertools.pairwise(shown) if later != earlier]
+    assert all(later <= earlier // 2 for earlier, later in changes), places
+    assert len(shown) <= 6, places

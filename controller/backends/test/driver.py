@@ -29,9 +29,11 @@ from controller.backends.test.options import DEFAULT_HOST_CPUS, DEFAULT_HOST_MEM
 from controller.backends.test.world import (
     State,
     World,
+    add_job,
     domain_record,
     job_key,
     memory_bytes,
+    open_jobs,
     plan_of,
     snapshot_of,
     store_plan,
@@ -160,7 +162,8 @@ class TestConnection(Connection):
                 if snap.postcopy or snap.paused:  # run elsewhere, or stopped for the switch-over
                     shown = "paused"
             seen[record["name"]] = _info(record, shown)
-        for job in state["jobs"].values():
+        for key in open_jobs(state):
+            job = state["jobs"][key]
             if job["destination"] == self.host.name and not job.get("settled"):
                 # Incoming domains stay hidden until success, except once post-copy runs them here
                 # (on our own shut-off definition, if the domain had one here), paused there if
@@ -281,7 +284,7 @@ class TestConnection(Connection):
                 "stateBefore": record["state"],
             }
             store_plan(job, plan)
-            state["jobs"][key] = job
+            add_job(state, key, job)
             if not plan.live and not offline:
                 record["state"] = "paused"  # a non-live migration stops the guest first
 

@@ -25,7 +25,7 @@ Clock = Callable[[], float]
 
 
 def empty_state() -> State:
-    return {"hosts": {}, "jobs": {}, "migrateCalls": 0}
+    return {"hosts": {}, "jobs": {}, "open": [], "migrateCalls": 0}
 
 
 def domain_record(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -92,15 +92,35 @@ def snapshot_of(job: Mapping[str, Any], now: float) -> Snapshot:
     return evaluate(plan_of(job), now)
 
 
+def open_jobs(state: State) -> list[str]:
+    """The keys of the jobs not settled yet. Kept in the state, so that settling and listing look
+    at the jobs that run, not at every job ever made (10,000 of them in a scale run)."""
+    found = state.get("open")
+    if found is None:  # a state written before the list was kept
+        found = state["open"] = [key for key, job in state["jobs"].items() if not job.get("settled")]
+    return list(found)
+
+
+def add_job(state: State, key: str, job: dict[str, Any]) -> None:
+    open_jobs(state)
+    state["jobs"][key] = job
+    if key not in state["open"]:
+        state["open"].append(key)
+
+
 def settle(state: State, now: float) -> None:
     """Apply the effects of every job that has finished by `now` to the hosts' domains."""
-    for job in state["jobs"].values():
-        if job.get("settled"):
+    still = []
+    for key in open_jobs(state):
+        job = state["jobs"].get(key)
+        if job is None or job.get("settled"):
             continue
         snap = snapshot_of(job, now)
         if snap.outcome in ("active", "postcopy"):
+            still.append(key)
             continue
         _finish(state, job, snap)
+    state["open"] = still
 
 
 def _finish(state: State, job: dict[str, Any], snap: Snapshot) -> None:

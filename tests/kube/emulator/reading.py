@@ -18,18 +18,14 @@ class StateReadingMixin:
     __slots__ = ()
 
     def _get(self, rdef: ResourceDef, namespace: str | None, name: str) -> Body | None:
-        key = (rdef.key, namespace, name)
-        if key not in self._objects:
-            return None
-        obj = self._objects[key]
-        return None if obj.deleted else obj.last.raw
+        obj = self._by_resource.get(rdef.key, {}).get((namespace, name))
+        return None if obj is None or obj.deleted else obj.last.raw
 
     def _iter(self, rdef: ResourceDef, namespace: str | None) -> Iterator[Body]:
-        key = rdef.key
         found = [
             (ns or "", name, obj)
-            for (res, ns, name), obj in self._objects.items()
-            if res == key and not obj.deleted and (namespace is None or ns == namespace)
+            for (ns, name), obj in self._by_resource.get(rdef.key, {}).items()
+            if not obj.deleted and (namespace is None or ns == namespace)
         ]
         for _, _, obj in sorted(found, key=lambda t: (t[0], t[1])):
             yield obj.last.raw

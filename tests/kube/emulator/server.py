@@ -100,6 +100,9 @@ class ApiServer(
     _log: list[_WatchEvent] = attrs.field(factory=list, init=False)
     _log_rvs: list[int] = attrs.field(factory=list, init=False)
     _log_floor: int = attrs.field(default=0, init=False)
+    # kmock's object store, by resource: listing one resource (the webhook configurations, at every
+    # write) must not walk every object of every resource (10,000 migrations and their Events).
+    _by_resource: dict[Any, dict[tuple[str | None, str], Any]] = attrs.field(factory=dict, init=False)
     _wakeups: set[asyncio.Event] = attrs.field(factory=set, init=False)
     _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, init=False)
     _thread: threading.Thread | None = attrs.field(default=None, init=False)

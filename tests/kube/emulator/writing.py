@@ -71,6 +71,7 @@ class StateWritingMixin:
         stored = copy.deepcopy(body)
         if key not in self._objects:
             self._objects[key] = stored
+            self._by_resource.setdefault(rdef.key, {})[key[1:]] = self._objects[key]
         else:
             self._objects[key].history.append(stored)
         if etype == "DELETED":
