@@ -161,9 +161,13 @@ def _paths(value: Any, path: Path) -> list[Path]:
 
 
 def _set(doc: Doc, path: Path, value: Any) -> Doc:
+    """The document with `value` at `path`; a mapping on the way that an earlier mutation removed
+    (or made another type) is put back empty, so mutations compose in any order."""
     out = copy.deepcopy(doc)
     node: Any = out
     for part in path[:-1]:
+        if isinstance(part, str) and isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
+            node[part] = {}
         node = node[part]
     node[path[-1]] = value
     return out

@@ -171,11 +171,21 @@ def _migration_from(source: str) -> dict[str, Any]:
     }
 
 
+def kubectl_namespace_refusal(namespace: str) -> str | None:
+    """client-go refuses a namespace that cannot be one segment of the URL's path before any request
+    (rest.Request.Namespace, IsValidPathSegmentName): what kubectl says, or None."""
+    msgs = [f"may not be '{namespace}'"] if namespace in (".", "..") else []
+    msgs += [f"may not contain '{c}'" for c in "/%" if c in namespace]
+    return f"invalid namespace {json.dumps(namespace)}: [{' '.join(msgs)}]" if msgs else None
+
+
 def api_answer(api: ApiServer, kind: str, doc: Any, http: requests.Session) -> Answer:
     """POSTed as `kubectl apply` sends it: JSON, fieldValidation=Strict (kubectl's default)."""
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     given_ns = meta.get("namespace")
     namespace = given_ns if isinstance(given_ns, str) and given_ns else "default"
+    if kind == "DomainMigration" and (refusal := kubectl_namespace_refusal(namespace)):
+        return Answer(False, ["metadata.namespace"], refusal)  # kubectl never sends it
     where = f"namespaces/{namespace}/" if kind == "DomainMigration" else ""
     url = f"{api.server_url}/apis/domig.dev/v1alpha1/{where}{PLURAL[kind]}"
     answer = http.post(url, params={"fieldValidation": "Strict"}, json=doc, timeout=30)
