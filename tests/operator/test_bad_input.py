@@ -87,6 +87,7 @@ MODEL: dict[str, type[Model]] = {
 }
 # A field, as every refuser names it: from the document's root (`spec.params[xen.port]`).
 FIELD = re.compile(r"^(spec|metadata|status|apiVersion|kind)\b")
+PROBLEMS = re.compile(r"; (?=(?:spec|metadata|status|apiVersion|kind)\b)")
 TERMINAL = {"Succeeded", "Failed", "Aborted"}
 ROOT_SCHEMA = {
     kind: make()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -258,7 +259,9 @@ def webhook_answer(hook: Webhook, kind: str, doc: Any, http: requests.Session) -
         return Answer(True)
     status = response.get("status") or {}
     assert status.get("code") == 422, status  # kopf answers 500 for an exception of ours
-    problems = str(status.get("message", "")).split("; ")
+    # kopf sends the problems as one message, joined by "; ": split only where the next one starts
+    # with a field, since a value quoted in a problem may hold "; " itself ("'; DROP TABLE x; --").
+    problems = PROBLEMS.split(str(status.get("message", "")))
     return Answer(False, [p.split(": ", 1)[0] for p in problems], str(status.get("message")))
 
 
