@@ -100,18 +100,7 @@ class WatchingMixin:
                     expired = cursor < self._log_floor  # a too slow watcher: its history is compacted
                     events = [] if expired else self._log[bisect.bisect_right(self._log_rvs, cursor) :]
                 if expired:
-                    yield {
-                        "type": "ERROR",
-                        "object": {
-                            "kind": "Status",
-                            "apiVersion": "v1",
-                            "metadata": {},
-                            "status": "Failure",
-                            "code": 410,
-                            "reason": "Expired",
-                            "message": f"too old resource version: {cursor} ({self._log_floor})",
-                        },
-                    }
+                    yield expired_status(f"too old resource version: {cursor} ({self._log_floor})")
                     return
                 for event in events:
                     cursor = event.rv
