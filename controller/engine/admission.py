@@ -230,9 +230,10 @@ class Admission:
             if not keys:
                 del self._waiting_for[mine]
 
-    async def acquire(self, ticket: Ticket) -> asyncio.Event:
-        """Queue the ticket; the returned event is set once it may start."""
-        event = asyncio.Event()
+    async def acquire(self, ticket: Ticket, event: asyncio.Event | None = None) -> asyncio.Event:
+        """Queue the ticket; the returned event (`event`, if given: the waiter's own wake-up, which
+        it may also clear and set for other news) is set once it may start."""
+        event = event or asyncio.Event()
         if ticket.key in self.admitted or ticket.key in {t.key for t in self.running()}:
             event.set()
             return event

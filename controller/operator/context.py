@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+import kopf
 
 from controller.backends.registry import DriverTable
 from controller.engine.admission import Admission, Ticket
@@ -25,6 +27,13 @@ class Indexes:
     namespace_labels: Mapping[str, Iterable[Mapping[str, str]]]
 
 
+class Waiting(Protocol):
+    """A migration's daemon, as what wakes it sees it (migrations.MigrationDaemon)."""
+
+    wake: asyncio.Event
+    stopped: kopf.DaemonStopped
+
+
 @dataclass
 class Context:
     config: OperatorConfig
@@ -32,6 +41,16 @@ class Context:
     drivers: DriverTable
     admission: Admission
     indexes: Indexes  # kopf's, handed to the start-up handler once; the same objects for the whole run
-    # Each running daemon's wake-up for its resource's watch events (MigrationDaemon.follow_spec).
-    edits: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Each running daemon by its resource's namespace/name: its watch events wake it.
+    daemons: dict[str, Waiting] = field(default_factory=dict)
+    paused: set[Waiting] = field(default_factory=set)  # daemons waiting for news (MigrationDaemon.pause)
     exiting: bool = False  # a daemon was stopped because the operator exits: start no new work
+
+    async def wake_the_stopped(self, every: float = 1.0) -> None:
+        """kopf says "stop" to a daemon with a flag, and a paused daemon waits on its own wake-up
+        only: one loop looks at every paused daemon's flag, instead of a task for each."""
+        while True:
+            await asyncio.sleep(every)
+            for daemon in list(self.paused):
+                if daemon.stopped:
+                    daemon.wake.set()

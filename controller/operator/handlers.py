@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -23,7 +24,7 @@ from controller.operator.config import OperatorConfig
 from controller.operator.context import Context, Indexes, Store
 from controller.operator.host_resources import connect, limits_of
 from controller.operator.kube import Kube
-from controller.operator.migrations import MigrationDaemon, running_tickets, ticket_of
+from controller.operator.migrations import FINALIZER, MigrationDaemon, running_tickets, ticket_of
 from controller.operator.policy_resources import policy_for
 from controller.operator.probe import migration_counts, probe
 from controller.operator.reporting import record_edit
@@ -31,7 +32,6 @@ from controller.operator.review import chosen_destination, review_host, review_m
 from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
 
 CONFIG = OperatorConfig.from_environment()
-FINALIZER = f"{GROUP}/finalizer"
 TERMINAL = {phase.value for phase in Phase if phase.terminal}
 # kopf passes every index by its name (the indexing functions below); the defaults are only for
 # the typing of kopf's callback protocols, which a parameter without one does not satisfy.
@@ -62,6 +62,7 @@ async def configure(
         config=CONFIG, kube=Kube.from_environment(), drivers=DriverTable(), admission=admission, indexes=indexes
     )
     memo.ctx = ctx
+    memo.sweeper = asyncio.create_task(ctx.wake_the_stopped())
     if CONFIG.webhook_listen:
         settings.admission.managed = CONFIGURATION
         settings.admission.server = (
@@ -73,6 +74,7 @@ async def configure(
 
 @kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
+    memo.sweeper.cancel()
     await memo.ctx.drivers.close()
 
 
@@ -106,11 +108,13 @@ def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, Any]
 
 # A deleted migration is aborted before its finalizer goes, which takes as long as the hypervisor
 # takes to cancel; kopf looks again whether the daemon has exited every second, not every minute.
+# A waiting daemon hears of its stop from Context.wake_the_stopped within a second: kopf, exiting,
+# waits the backoff for that (with none it would leave the daemon to be cancelled at once).
 @kopf.daemon(
     GROUP,
     VERSION,
     "domainmigrations",
-    cancellation_backoff=None,
+    cancellation_backoff=2.0,
     cancellation_timeout=None,
     cancellation_polling=1,
     backoff=5,
@@ -135,12 +139,12 @@ async def edited_after_the_end(
     An event handler, not an update handler: it sees every edit, also one that lands before kopf
     has finished with the creation, and it does nothing once observedGeneration has caught up.
     """
-    seen = memo.ctx.edits.get(f"{namespace}/{name}")
-    if seen is not None:
-        seen.set()  # its daemon looks at the live spec again (MigrationDaemon.follow_spec)
+    daemon = memo.ctx.daemons.get(f"{namespace}/{name}")
+    if daemon is not None:
+        daemon.wake.set()  # it looks at the live spec again (MigrationDaemon.follow)
     generation = body.metadata.get("generation")
     if type == "DELETED" or status.get("phase") not in TERMINAL or status.get("observedGeneration") == generation:
-        return  # a running daemon observes its own edits (MigrationDaemon.follow_spec)
+        return  # a running daemon observes its own edits (MigrationDaemon.follow)
     accepted = dict(status.get("acceptedSpec") or {})
     refused = refused_changes(accepted, dict(body.spec), chosen_destination(body)) if accepted else []
     said = await record_edit(memo.ctx.kube, body, refused)

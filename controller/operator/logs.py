@@ -47,6 +47,16 @@ class ObjectContext(logging.Filter):
         return True
 
 
+class Unsaid(logging.Filter):
+    """kopf says "Handler 'edited_after_the_end' succeeded." after every watch event of every
+    migration (ten lines for each, most of the log of a busy operator) to say nothing happened."""
+
+    SILENT = frozenset({"Handler 'edited_after_the_end' succeeded."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.SILENT
+
+
 class JsonLines(logging.Formatter):
     """One JSON object per line, with the fields log pipelines index on.
 
@@ -80,6 +90,8 @@ def configure(log_format: str = "plain", verbose: bool = False) -> None:
         raise ValueError(f"unknown log format {log_format!r}: one of {', '.join(FORMATS)}")
     json_lines = log_format == "json"
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL, log_prefix=not json_lines)
+    if not verbose:
+        logging.getLogger("kopf.objects").addFilter(Unsaid())
     for handler in logging.getLogger().handlers:
         handler.addFilter(ObjectContext())
         if json_lines:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -15,7 +15,7 @@ from controller.api.enums import Phase, Reason
 from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HypervisorHost
 from controller.api.immutability import refused_changes
-from controller.api.resource import DomainMigration
+from controller.api.resource import GROUP, DomainMigration
 from controller.api.status import ConditionType, DomainMigrationStatus, PhaseTransition, Placement, timestamp
 from controller.backends.protocol import BackendError
 from controller.engine import Controls, Engine, RunPolicy, StaticHosts, Transition
@@ -29,6 +29,8 @@ from controller.operator.policy_resources import policy_for
 from controller.operator.reporting import Reporter, known_status
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+FINALIZER = f"{GROUP}/finalizer"
+FINALIZER_PATIENCE = 10.0  # seconds a new daemon waits for kopf's finalizer before its first write
 QUEUE_PATIENCE = 12  # host_retry intervals at most between two looks of a waiting migration at its place
 
 
@@ -72,6 +74,11 @@ class MigrationDaemon:
         self.namespace = str(body.metadata.namespace)
         self.status = DomainMigrationStatus()
         self.accepted: dict[str, Any] = {}
+        # News for this daemon: an edit (the resource's watch events), a slot, kopf stopping it (the
+        # operator's sweeper, `Context.paused`). One event, no task per source: ten thousand waiting
+        # migrations each waited on four tasks before (a fifth of the operator's memory).
+        self.wake = asyncio.Event()
+        self.tuned: dict[str, Any] = {}
 
     @property
     def key(self) -> str:
@@ -88,26 +95,14 @@ class MigrationDaemon:
             # spawns one again for an object whose daemon has just left: nothing to start here.
             self.logger.debug("the operator is stopping: this migration is left to the next one")
             return
-        # What the API server holds, not kopf's body: that is the body of the event that spawned this
-        # daemon, which may predate the last patches of the daemon before (in this process or another
-        # replica), the migrate-call marker among them; without it a running migration looks like
-        # somebody else's, and the engine would end it Busy.
-        saved = await self.ctx.kube.read("domainmigrations", self.name, self.namespace)
-        if saved is None:
-            return  # deleted meanwhile
-        saved_status = saved.get("status") or {}
-        self.reporter = Reporter(self.ctx.kube, self.body, self.ctx.config.progress_interval, self.logger, saved_status)
+        self.ctx.daemons[self.key] = self
+        watcher: asyncio.Task[None] | None = None
         try:
-            self.status = DomainMigrationStatus.parse(known_status(saved_status))
-        except SpecError:
-            self.status = DomainMigrationStatus()
-        if self.status.phase.terminal:
-            return  # finished: never run again, whatever is re-applied
-        self.accepted = dict(self.status.accepted_spec or saved.get("spec") or self.body.spec)
-        watcher = asyncio.create_task(self.follow_spec())
-        try:
+            await self.guarded()
+            if not await self.read_saved():
+                return
             try:
-                migration = self.parse()
+                self.parse()  # to refuse a bad spec now; a waiting migration keeps no parsed model
             except SpecError as exc:
                 await self.end(Phase.Failed, Reason.InvalidSpec, "; ".join(exc.problems))
                 return
@@ -115,26 +110,69 @@ class MigrationDaemon:
                 self.namespace, self.name, self.accepted, self.body.metadata.get("creationTimestamp", "")
             )
             self.status.destination = self.accepted.get("destination") or self.status.destination
-            if self.status.phase is Phase.Pending:
+            pending = self.status.phase is Phase.Pending
+            if pending:
                 metrics.mark_waiting(self.namespace, self.name, self.driver)
                 await self.admit(ticket)
-                if not ticket.destination:
-                    migration = self.parse()  # with the destination admission chose
-                self.choose_policy(migration)
             else:
                 self.ctx.admission.hold(ticket)
+            migration = self.parse()  # with the destination admission chose, if it chose one
+            if pending:
+                self.choose_policy(migration)
             self.status.destination = self.accepted.get("destination")
             metrics.mark_active(self.namespace, self.name, self.driver)
+            watcher = asyncio.create_task(self.follow_spec())
             await self.migrate(migration)
         except Ended:
             pass
         finally:
             if self.stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_EXITING in self.stopped.reason:
                 self.ctx.exiting = True
-            watcher.cancel()
-            self.ctx.edits.pop(self.key, None)
+            if watcher is not None:
+                watcher.cancel()
+            if self.ctx.daemons.get(self.key) is self:
+                del self.ctx.daemons[self.key]
             self.ctx.admission.release(self.key)
             metrics.forget(self.namespace, self.name)
+
+    async def guarded(self) -> None:
+        """Wait for kopf's finalizer before the first write. kopf adds it with a JSON patch that tests
+        the resourceVersion, so a status patch of ours landing first fails it (422) and kopf tries
+        again at the next event: three tries per migration in the 10,000 run, instead of one."""
+        deadline = asyncio.get_running_loop().time() + FINALIZER_PATIENCE
+        self.ctx.paused.add(self)
+        try:
+            while not self.stopped and FINALIZER not in (self.body.metadata.get("finalizers") or []):
+                if self.body.metadata.get("deletionTimestamp"):
+                    return
+                self.wake.clear()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self.wake.wait()
+                except TimeoutError:
+                    return  # write anyway: a finalizer kopf cannot add costs it retries, not the migration
+        finally:
+            self.ctx.paused.discard(self)
+
+    async def read_saved(self) -> bool:
+        """What the API server holds, not kopf's body: that is the body of the event that spawned this
+        daemon, which may predate the last patches of the daemon before (in this process or another
+        replica), the migrate-call marker among them; without it a running migration looks like
+        somebody else's, and the engine would end it Busy. False: deleted, or finished."""
+        saved = await self.ctx.kube.read("domainmigrations", self.name, self.namespace)
+        if saved is None:
+            return False  # deleted meanwhile
+        saved_status = saved.get("status") or {}
+        self.reporter = Reporter(self.ctx.kube, self.body, self.ctx.config.progress_interval, self.logger, saved_status)
+        try:
+            self.status = DomainMigrationStatus.parse(known_status(saved_status))
+        except SpecError:
+            self.status = DomainMigrationStatus()
+        if self.status.phase.terminal:
+            return False  # finished: never run again, whatever is re-applied
+        self.accepted = dict(self.status.accepted_spec or saved.get("spec") or self.body.spec)
+        self.tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
+        return True
 
     def parse(self) -> DomainMigration:
         meta = {"name": self.name, "namespace": self.namespace, "generation": self.body.metadata.get("generation")}
@@ -181,12 +219,14 @@ class MigrationDaemon:
             )
             ticket = await weigher.weigh(ticket)
         admission = self.ctx.admission
-        admitted = await admission.acquire(ticket)
+        self.wake.clear()  # acquire does not yield: set on return means admitted (or past admission elsewhere)
+        at_once = (await admission.acquire(ticket, self.wake)).is_set()
         # A fixed-destination ticket is woken when admitted: it looks at its place less and less
         # often (its place is written when it has halved, see `place`). A flexible one weighs its
         # hosts again every host_retry: their free memory decides where it may go.
         patience = self.ctx.config.host_retry
-        while not admitted.is_set():
+        key = ticket.key
+        while not at_once and key not in admission.admitted:
             where = self.place(admission.position(ticket))
             place = f" (place {where} in the queue)" if where is not None else ""
             placement = admission.placements.get(ticket.key)
@@ -194,7 +234,7 @@ class MigrationDaemon:
                 await self.unscheduled(placement, place, where)
             else:
                 await self.pending(Reason.WaitingForSlot, admission.why_waiting(ticket) + place, where)
-            await self.pause(admitted, patience)
+            await self.pause(patience, lambda: key in admission.admitted)
             if weigher is not None:
                 ticket = await weigher.weigh(ticket)
                 admission.update(ticket)
@@ -286,21 +326,25 @@ class MigrationDaemon:
             raise HostProblem(Reason.HostNotReady, f"HypervisorHost {host.name} is not reachable: {exc}") from None
         await conn.close()
 
-    async def pause(self, until: asyncio.Event | None = None, patience: float | None = None) -> None:
-        """Wait a little, for a slot, an abort or a stop; end the migration if it was aborted or deleted."""
-        waits = [
-            asyncio.ensure_future(self.stopped.wait()),
-            asyncio.ensure_future(self.controls.abort_requested.wait()),
-        ]
-        if until is not None:
-            waits.append(asyncio.ensure_future(until.wait()))
+    async def pause(self, patience: float | None = None, admitted: Callable[[], bool] | None = None) -> None:
+        """Wait a little, for a slot, an abort or a stop, following the live spec meanwhile; end the
+        migration if it was aborted or deleted."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (patience or self.ctx.config.host_retry)
+        self.ctx.paused.add(self)
         try:
-            await asyncio.wait(
-                waits, timeout=patience or self.ctx.config.host_retry, return_when=asyncio.FIRST_COMPLETED
-            )
+            while True:
+                self.wake.clear()  # before looking: news that comes while we look wakes the wait below
+                await self.follow()
+                if self.stopped or self.controls.aborting or (admitted is not None and admitted()):
+                    break
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self.wake.wait()
+                except TimeoutError:
+                    break
         finally:
-            for waiter in waits:
-                waiter.cancel()
+            self.ctx.paused.discard(self)
         if self.stopped:
             raise Ended()  # deleted or the operator stops: nothing has moved, nothing to undo
         if self.controls.aborting:
@@ -343,48 +387,55 @@ class MigrationDaemon:
         )
         running = asyncio.create_task(engine.run(migration, self.reporter, self.controls))
         stopping = asyncio.ensure_future(self.stopped.wait())
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if running.done():
-            running.result()
-            return
-        if self.stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in self.stopped.reason:
-            # Deleted while running: abort first; kopf keeps the finalizer until we return.
-            self.controls.request_abort()
-            await running
-            return
-        # The operator stops (or another replica takes over): leave the migration to the hypervisor;
-        # the next daemon re-attaches from the saved status.
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        try:
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                running.result()
+                return
+            if self.stopped.reason is not None and kopf.DaemonStoppingReason.RESOURCE_DELETED in self.stopped.reason:
+                # Deleted while running: abort first; kopf keeps the finalizer until we return.
+                self.controls.request_abort()
+                await running
+                return
+            # The operator stops (or another replica takes over): leave the migration to the
+            # hypervisor; the next daemon re-attaches from the saved status.
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        finally:
+            stopping.cancel()
+            if not running.done():
+                # This daemon itself was cancelled (kopf gave up waiting for it): the engine goes with
+                # it, rather than run on past the operator's clean-up, which closes the drivers.
+                running.cancel()
 
     async def follow_spec(self) -> None:
-        """The live spec: abort, force-complete, live tuning, and refused changes (said in a condition).
-
-        Woken by the resource's watch events (`edited` in handlers.py), not by polling: ten thousand
-        waiting migrations would otherwise wake twenty thousand times a second to find nothing new."""
-        tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
-        seen = self.ctx.edits.setdefault(self.key, asyncio.Event())
+        """While the engine runs: follow the live spec, woken by the resource's watch events (`wake`,
+        set by `edited_after_the_end` in handlers.py), not by polling."""
         while True:
-            seen.clear()
-            live = dict(self.body.spec)
-            if live.get("abort"):
-                self.controls.request_abort()
-            if live.get("forceComplete"):
-                self.controls.request_force_complete()
-            for name in tuned:
-                value = (live.get("params") or {}).get(name)
-                if isinstance(value, int) and value != tuned[name]:
-                    tuned[name] = value
-                    self.controls.tune(name, value)
-            chosen = self.status.placement.destination if self.status.placement else None
-            refusals_changed = self.reporter.refuse_changes(refused_changes(self.accepted, live, chosen))
-            # observedGeneration catches up; not before this daemon's first write, which is on its
-            # way (a wait, a transition or an end is written at once) and records it anyway.
-            behind = self.reporter.observed not in (None, self.body.metadata.get("generation"))
-            if refusals_changed or behind:
-                await self.reporter.patch(self.reporter.last or self.status)
+            self.wake.clear()
+            await self.follow()
             # A missed event costs at most host_retry: kopf's body is fresh when its handlers run.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(seen.wait(), timeout=self.ctx.config.host_retry)
+                async with asyncio.timeout(self.ctx.config.host_retry):
+                    await self.wake.wait()
+
+    async def follow(self) -> None:
+        """The live spec: abort, force-complete, live tuning, and refused changes (said in a condition)."""
+        live = dict(self.body.spec)
+        if live.get("abort"):
+            self.controls.request_abort()
+        if live.get("forceComplete"):
+            self.controls.request_force_complete()
+        for name in self.tuned:
+            value = (live.get("params") or {}).get(name)
+            if isinstance(value, int) and value != self.tuned[name]:
+                self.tuned[name] = value
+                self.controls.tune(name, value)
+        chosen = self.status.placement.destination if self.status.placement else None
+        refusals_changed = self.reporter.refuse_changes(refused_changes(self.accepted, live, chosen))
+        # observedGeneration catches up; not before this daemon's first write, which is on its
+        # way (a wait, a transition or an end is written at once) and records it anyway.
+        behind = self.reporter.observed not in (None, self.body.metadata.get("generation"))
+        if refusals_changed or behind:
+            await self.reporter.patch(self.reporter.last or self.status)
