@@ -10,6 +10,13 @@ from controller.api.errors import SpecError, explain
 from controller.api.expressions import Rule, SetRule, check
 
 
+def empty_list() -> list[Any]:
+    """`default_factory=list` for a model's field, cheaper to declare: pydantic reads each factory's
+    signature, and a builtin's is parsed from its text by tokenize, whose patterns took 5 ms to
+    compile and each field 0.3 ms more, in every command's start-up."""
+    return []
+
+
 class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
     # This model's part of the rulebook (controller/api/rules.py), checked on the document as given.

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictInt, create_model
 
-from controller.api.base import Model
+from controller.api.base import Model, empty_list
 from controller.api.drivers import DriverDeclaration, declarations
 from controller.api.resource import ObjectMeta
 from controller.api.rules import host_rules
@@ -107,7 +107,7 @@ class Evacuation(Model):
     # (a host's free memory is counted conservatively for a moment after each arrival).
     idle_since: str | None = None
     message: str = ""
-    migrations: list[EvacuatedDomain] = Field(default_factory=list)
+    migrations: list[EvacuatedDomain] = Field(default_factory=empty_list)
 
 
 class HypervisorHostStatus(Model):
@@ -129,7 +129,7 @@ class HypervisorHostStatus(Model):
     last_probe_time: str | None = None
     message: str | None = None
     evacuation: Evacuation | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=empty_list)
 
 
 class HypervisorHost(Model):

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from controller.api.base import Model
+from controller.api.base import Model, empty_list
 from controller.api.convergence import MAX_STEPS, ConvergenceStep
 from controller.api.enums import MigrationFlag
 from controller.api.rules import MIGRATION_SPEC, MIGRATION_SPEC_SETS
@@ -31,7 +31,7 @@ class DomainMigrationSpec(Model):
     # among those whose labels match destinationSelector.
     destination: HostName | None = None
     destination_selector: dict[str, str] | None = Field(None, max_length=32)
-    flags: list[MigrationFlag] = Field(default_factory=list, max_length=len(MigrationFlag))
+    flags: list[MigrationFlag] = Field(default_factory=empty_list, max_length=len(MigrationFlag))
     dname: DomainName | None = None
     hostname: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     params: dict[str, StrictInt | StrictStr] = Field(default_factory=dict, max_length=64)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from controller.api.base import Model
+from controller.api.base import Model, empty_list
 from controller.api.enums import Phase, Reason
 
 
@@ -96,7 +96,7 @@ class Placement(Model):
 
     destination: str | None = None  # None: no host fits (yet)
     message: str = ""  # "0/5 hosts fit: 2 not enough memory, 1 in maintenance, 2 other driver"
-    hosts: list[HostFit] = Field(default_factory=list)
+    hosts: list[HostFit] = Field(default_factory=empty_list)
 
 
 class PhaseTransition(Model):
@@ -130,8 +130,8 @@ class Condition(Model):
 
 class DomainMigrationStatus(Model):
     phase: Phase = Phase.Pending
-    phase_transition_timestamps: list[PhaseTransition] = Field(default_factory=list)
-    conditions: list[Condition] = Field(default_factory=list)
+    phase_transition_timestamps: list[PhaseTransition] = Field(default_factory=empty_list)
+    conditions: list[Condition] = Field(default_factory=empty_list)
     observed_generation: int | None = None
     # Where it goes: spec.destination, or the host the operator chose.
     destination: str | None = None
@@ -153,12 +153,12 @@ class DomainMigrationStatus(Model):
     # While it waits for a slot: its place in the queue (1 is next) and the limit it waits for.
     queue_position: int | None = None
     # Every pre-flight check made so far, in order (a dry run stops after them).
-    preflight: list[PreflightCheck] = Field(default_factory=list)
+    preflight: list[PreflightCheck] = Field(default_factory=empty_list)
     # Where the convergence schedule came from ("spec", "policy NAME", "default") and each step acted on.
     schedule: str | None = None
-    convergence: list[ConvergenceRecord] = Field(default_factory=list)
+    convergence: list[ConvergenceRecord] = Field(default_factory=empty_list)
     # What the drivers cannot do for this migration, said when it is admitted (xend: no abort, ...).
-    limitations: list[str] = Field(default_factory=list)
+    limitations: list[str] = Field(default_factory=empty_list)
 
     @property
     def done(self) -> bool:

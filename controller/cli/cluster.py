@@ -23,6 +23,7 @@ from controller.api.status import DomainMigrationStatus
 from controller.cli.names import generate_name, name_problem
 from controller.cli.render import LiveView, outlook_text
 from controller.cli.running import EXIT_FAILED, EXIT_INVALID, EXIT_OK, report, run_command
+from controller.cli.stderr import Stderr
 from controller.engine.run import Transition
 from controller.kubeclient import api_client
 
@@ -88,9 +89,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def follow(namespace: str, name: str, output: str, interval: float) -> int:
     """Show the migration's progress until it ends (the same view as `domig migrate`)."""
     api = _api()
-    err = Console(stderr=True)
+    err = Stderr()
     status = DomainMigrationStatus()
-    view = LiveView(err) if output == "text" else None
+    view = LiveView(err.console) if output == "text" else None
     if view is not None:
         view.__enter__()
     try:
@@ -106,7 +107,7 @@ def follow(namespace: str, name: str, output: str, interval: float) -> int:
     finally:
         if view is not None:
             view.__exit__(None, None, None)
-    return report(status, output, Console(), err)
+    return report(status, output, err)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

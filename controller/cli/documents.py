@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HostLimits, HypervisorHost
-from controller.api.migration_policy import MigrationPolicy
 from controller.api.resource import DomainMigration
 from controller.backends.protocol import Credentials, HostConfig
 from controller.engine.host_directory import StaticHosts, host_config
+
+if TYPE_CHECKING:
+    from controller.api.migration_policy import MigrationPolicy
 
 
 def _documents(path: Path) -> list[Any]:
@@ -112,6 +114,9 @@ def load_hosts_file(path: Path) -> HostsFile:
 
 
 def load_policies_file(path: Path) -> list[MigrationPolicy]:
+    # Here, not at the top: only `--policies` reads them, and their model is built when imported.
+    from controller.api.migration_policy import MigrationPolicy
+
     policies = []
     problems: list[str] = []
     for index, doc in enumerate(_documents(path)):

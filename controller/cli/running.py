@@ -13,7 +13,6 @@ import sys
 from typing import NoReturn
 
 import yaml
-from rich.console import Console
 
 from controller.api.enums import Phase
 from controller.api.errors import SpecError
@@ -21,6 +20,7 @@ from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
 from controller.cli.lazy import Command
+from controller.cli.stderr import Stderr
 from controller.engine import Controls, Engine, RunPolicy, StaticHosts
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_ABORTED = 0, 1, 2, 3
@@ -40,7 +40,7 @@ async def run_migration(
     migration: DomainMigration,
     hosts: StaticHosts,
     output: str,
-    err: Console,
+    err: Stderr,
     poll: float = 0.25,
     drivers: DriverTable | None = None,
 ) -> DomainMigrationStatus:
@@ -61,7 +61,7 @@ async def run_migration(
 
         if output == "json":
             return await engine.run(migration, quiet, controls)
-        with LiveView(err) as view:
+        with LiveView(err.console) as view:
             return await engine.run(migration, view, controls)
     finally:
         if owned:
@@ -70,7 +70,7 @@ async def run_migration(
             loop.remove_signal_handler(sig)
 
 
-def report(status: DomainMigrationStatus, output: str, out: Console, err: Console) -> int:
+def report(status: DomainMigrationStatus, output: str, err: Stderr) -> int:
     """The final word on a migration, here or in a cluster: its status as asked, and the exit code."""
     if output == "json":
         print(json.dumps(status.dump(), indent=2))

@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 
 from controller.api.errors import SpecError
 from controller.api.resource import DomainMigration
@@ -16,10 +15,11 @@ from controller.backends.registry import DriverTable
 from controller.cli.defaults import DEMO_HOSTS, DEMO_MIGRATION
 from controller.cli.documents import HostsFile, load_hosts, load_hosts_file, load_migration_file, load_policies_file
 from controller.cli.running import EXIT_OK, report, run_migration
+from controller.cli.stderr import Stderr
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
+    err = Stderr()
     if args.file is None:
         migration = DomainMigration.parse(yaml.safe_load(DEMO_MIGRATION))
         hosts = load_hosts(list(yaml.safe_load_all(DEMO_HOSTS)), Path("<embedded default>"))
@@ -42,10 +42,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if migration.spec.destination is None:
         known(hosts, "source", migration.spec.source)
     status = asyncio.run(_migrate(migration, hosts, args.output, err))
-    return report(status, args.output, Console(), err)
+    return report(status, args.output, err)
 
 
-async def _migrate(migration: DomainMigration, hosts: HostsFile, output: str, err: Console) -> DomainMigrationStatus:
+async def _migrate(migration: DomainMigration, hosts: HostsFile, output: str, err: Stderr) -> DomainMigrationStatus:
     """Run it; without a destination, choose one first, as the operator would, and say why."""
     drivers = DriverTable()
     migration.status.destination = migration.spec.destination

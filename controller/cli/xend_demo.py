@@ -14,8 +14,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from controller.api.errors import SpecError
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
@@ -23,6 +21,7 @@ from controller.backends.protocol import BackendError, HostConfig
 from controller.backends.xend.transport import parse_uri
 from controller.cli.documents import load_hosts_file, load_migration_file
 from controller.cli.running import EXIT_INVALID, report, run_migration
+from controller.cli.stderr import Stderr
 from controller.engine.host_directory import StaticHosts
 
 if TYPE_CHECKING:
@@ -76,13 +75,13 @@ def cmd_xend_demo(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     migration = load_migration_file(Path(args.file))
     hosts = load_hosts_file(Path(args.hosts))
-    err = Console(stderr=True)
+    err = Stderr()
     status = asyncio.run(_demo(xend_host, migration, hosts, args.output, err))
-    return report(status, args.output, Console(), err)
+    return report(status, args.output, err)
 
 
 async def _demo(
-    xend_host: type[XendHost], migration: DomainMigration, hosts: StaticHosts, output: str, err: Console
+    xend_host: type[XendHost], migration: DomainMigration, hosts: StaticHosts, output: str, err: Stderr
 ) -> DomainMigrationStatus:
 
     spec = migration.spec

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from controller.api.enums import Phase, Reason
-from controller.api.migration_policy import MigrationPolicySpec
 from controller.api.resource import DomainMigration
 from controller.api.status import DomainMigrationStatus
 from controller.backends.registry import DriverTable
@@ -74,7 +73,12 @@ class Engine:
     def _policy_for(self, migration: DomainMigration) -> RunPolicy:
         """Engine defaults, then the MigrationPolicy saved in status, then the spec's own timeouts."""
         applied = migration.status.applied_policy
-        policy = MigrationPolicySpec.parse(applied) if applied else None
+        policy = None
+        if applied:
+            # Here, not at the top: most runs have no policy, and its model need not be built for them.
+            from controller.api.migration_policy import MigrationPolicySpec
+
+            policy = MigrationPolicySpec.parse(applied)
         return self.policy.with_migration_policy(policy, migration.status.policy).with_timeouts(migration.spec.timeouts)
 
     async def _drive(self, run: Run) -> None:

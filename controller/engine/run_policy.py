@@ -5,13 +5,19 @@ The completion budget is `completionPerGiB` times the guest's memory, counted on
 own job clock, with no floor: `completionPerGiB: 1` on a 1 GiB guest means one second.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from controller.api.enums import MigrationFlag
-from controller.api.migration_policy import MigrationPolicySpec
-from controller.api.spec import Timeouts
+
+if TYPE_CHECKING:
+    # Types only: a run with no policy (every `domig migrate` without --policies) need not build its model.
+    from controller.api.migration_policy import MigrationPolicySpec
+    from controller.api.spec import Timeouts
 
 
 class OnTimeout(StrEnum):
@@ -37,7 +43,7 @@ class RunPolicy:
     policy_name: str | None = None
     migration_policy: MigrationPolicySpec | None = None
 
-    def with_migration_policy(self, policy: MigrationPolicySpec | None, name: str | None = None) -> "RunPolicy":
+    def with_migration_policy(self, policy: MigrationPolicySpec | None, name: str | None = None) -> RunPolicy:
         if policy is None:
             return self
         flags = set()
@@ -61,7 +67,7 @@ class RunPolicy:
             migration_policy=policy,
         )
 
-    def with_timeouts(self, timeouts: Timeouts) -> "RunPolicy":
+    def with_timeouts(self, timeouts: Timeouts) -> RunPolicy:
         return replace(
             self,
             completion_per_gib=float(timeouts.completion_per_gib or self.completion_per_gib),

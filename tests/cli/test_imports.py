@@ -178,14 +178,29 @@ def test_domig_migrate_on_the_test_driver_loads_no_cluster_code(tmp_path: Path) 
     assert loaded_after("controller.cli.main", argv) == (0, set())
 
 
-def test_domig_migrate_to_a_named_destination_loads_no_placement_and_for_json_no_progress_bar(tmp_path: Path) -> None:
+def test_domig_migrate_to_a_named_host_loads_no_placement_nor_policy_and_for_json_no_rich(tmp_path: Path) -> None:
     """Start-up is most of what `domig migrate` adds to libvirt's own time: load only what runs."""
     hosts = tmp_path / "hosts.yaml"
     hosts.write_text(TINY)
     argv = ["migrate", "-f", str(ROOT / "examples" / "migration-live.yaml"), "--hosts", str(hosts), "-o", "json"]
     unneeded = ("controller.engine.admission", "controller.engine.placement", "controller.cli.destinations")
-    unneeded += ("rich.progress",)
+    # No policy given: its model is not built. Nothing said on stderr: no rich at all. An in-memory
+    # test world: no file lock.
+    unneeded += ("controller.api.migration_policy", "rich", "filelock")
     assert loaded_after("controller.cli.main", argv, heavy=unneeded) == (0, set())
     # The progress bar, when there is one to show, is still there.
     code, loaded = loaded_after("controller.cli.main", argv[:-2], heavy=unneeded)
+    assert code == 0 and loaded == {"rich"}
+    code, loaded = loaded_after("controller.cli.main", argv[:-2], heavy=("rich.progress",))
     assert code == 0 and loaded == {"rich.progress"}
+
+
+def test_domig_migrate_with_policies_still_loads_them(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(TINY)
+    argv = ["migrate", "-f", str(ROOT / "examples" / "migration-live.yaml"), "--hosts", str(hosts), "-o", "json"]
+    argv += ["--policies", str(ROOT / "examples" / "policies.yaml")]
+    assert loaded_after("controller.cli.main", argv, heavy=("controller.api.migration_policy",)) == (
+        0,
+        {"controller.api.migration_policy"},
+    )

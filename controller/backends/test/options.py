@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt
 
-from controller.api.base import Model
+from controller.api.base import Model, empty_list
 
 
 class TestDomain(Model):
@@ -36,7 +36,7 @@ DEFAULT_HOST_CPUS = 256
 
 class TestHostSpec(Model):
     __test__ = False
-    domains: list[TestDomain] = Field(default_factory=list)
+    domains: list[TestDomain] = Field(default_factory=empty_list)
     memory_mib: Annotated[StrictInt, Field(ge=1)] = Field(DEFAULT_HOST_MEMORY_MIB, alias="memoryMiB")
     cpus: Annotated[StrictInt, Field(ge=1)] = DEFAULT_HOST_CPUS
     cpu_model: str | None = Field(None, min_length=1)  # absent: runs every guest's CPU

@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-from filelock import FileLock
+from typing import TYPE_CHECKING, Any
 
 from controller.backends.test.model import MiB, Plan, Snapshot, evaluate
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 State = dict[str, Any]
 Clock = Callable[[], float]
@@ -53,7 +54,12 @@ class World:
         self.path = path
         self.clock: Clock = clock or time.time
         self._memory: State = empty_state()
-        self._lock = FileLock(str(path) + ".lock", timeout=30) if path else None
+        self._lock: FileLock | None = None
+        if path is not None:
+            # Only a shared world locks: an in-memory one (`domig demo`) need not load filelock.
+            from filelock import FileLock
+
+            self._lock = FileLock(str(path) + ".lock", timeout=30)
 
     @contextmanager
     def txn(self) -> Iterator[State]:
