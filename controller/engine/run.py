@@ -99,6 +99,7 @@ class Run:
     extra_params: dict[str, int] = field(default_factory=dict)
     schedule: Schedule | None = None  # the convergence schedule, chosen when validated
     attached_at: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+    marked: bool = False  # the marker set in this run and the migrate call not made yet
 
     @property
     def spec(self) -> DomainMigrationSpec:

@@ -229,6 +229,13 @@ async def prepare(run: Run) -> Phase:
     if spec.dry_run:
         passed = ", ".join(c.name for c in run.status.preflight)
         raise Outcome(Phase.Succeeded, Reason.DryRun, f"dry run: would succeed ({passed} passed); nothing moved")
+    if run.status.migration_start_time is None and not run.controls.aborting:
+        # A job found now is somebody else's; with none, the marker goes with the Migrating
+        # transition, one write instead of two before the call (`migrate` makes it at once).
+        job = await _job(run)
+        if job.phase in (JobPhase.active, JobPhase.postcopy):
+            raise fail(Reason.Busy, f"{run.source_name} is already being migrated away from {run.spec.source}")
+        _mark(run)
     return Phase.Migrating
 
 
@@ -324,6 +331,10 @@ def request_of(run: Run) -> MigrationRequest:
 
 async def migrate(run: Run) -> Phase:
     """Start the migration unless the hypervisors show it was started, then follow it."""
+    if run.marked:
+        # prepare() looked for a job and set the marker; entering Migrating saved it: call now.
+        await _call(run)
+        return await monitor(run)
     job = await _job(run)
     started = run.status.migration_start_time is not None
     if job.phase in (JobPhase.active, JobPhase.postcopy):
@@ -345,12 +356,23 @@ async def _job(run: Run) -> JobInfo:
     return await ask(run.source.job(run.source_name), f"source host {run.spec.source}")
 
 
-async def _start(run: Run) -> None:
-    if run.controls.aborting:
-        raise Outcome(Phase.Aborted, Reason.Aborted, "aborted before the migration started; nothing moved")
-    # The marker is saved before the call: after a crash, it tells the next run to look, not to call again.
+def _mark(run: Run) -> None:
+    """The marker is saved before the call: after a crash, it tells the next run to look, not to call again."""
     run.status.migration_start_time = timestamp()
-    await run.report()
+    run.marked = True
+
+
+async def _start(run: Run) -> None:
+    _mark(run)
+    await _call(run)
+
+
+async def _call(run: Run) -> None:
+    if run.controls.aborting:
+        run.status.migration_start_time = None  # not called: nothing for a later run to look for
+        raise Outcome(Phase.Aborted, Reason.Aborted, "aborted before the migration started; nothing moved")
+    await run.report()  # durable before the call (must_save): once saved, a no-op
+    run.marked = False
     said = await ask(
         run.source.migrate(run.destination, request_of(run)), "the migration did not start", Reason.SourceFailed
     )
