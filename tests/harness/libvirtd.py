@@ -44,6 +44,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -56,6 +57,7 @@ from typing import Any
 from .pki import ServerTls, TestCA
 
 LIBVIRTD = "libvirtd"
+REAPER = Path(__file__).with_name("reaper.py")
 QEMU = "qemu-system-x86_64"
 EMULATOR = "/usr/bin/qemu-system-x86_64"
 # libvirt's QEMU capabilities cache survives across runs here (libvirt re-validates it against the
@@ -306,12 +308,15 @@ class LibvirtHost:
         (self.root / "etc" / "qemu.conf").write_text(_qemu_conf(self.spec, self.migrate_tls))
         (self.root / "etc" / "libvirtd.conf").write_text(_libvirtd_conf(self.spec, self.log_file, self.tls))
         mounts = " && ".join(f"mount --bind {_q(self.root / sub)} {_q(target)}" for sub, target in self.mounts)
+        # Under the reaper (reaper.py): the QEMUs libvirtd ends are reaped at once, not on PID 1's
+        # next whole second, as a host's init would.
         script = (
-            f"set -e; {mounts}; exec {_q(_which(LIBVIRTD) or LIBVIRTD)} --listen"
+            f"set -e; {mounts}; exec {_q(sys.executable)} {_q(REAPER)} {_q(_which(LIBVIRTD) or LIBVIRTD)} --listen"
             f" --config {_q(self.config_file)} --pid-file {_q(self.pid_file)}"
         )
         with open(self.stdio_file, "wb") as out:
-            # unshare without --fork execs sh, which execs libvirtd: proc.pid is libvirtd's pid.
+            # unshare without --fork execs sh, which execs the reaper: proc.pid is the reaper's, in
+            # libvirtd's mount namespace; signals sent to it reach libvirtd, and its end is libvirtd's.
             self.proc = subprocess.Popen(
                 ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                 stdin=subprocess.DEVNULL,
