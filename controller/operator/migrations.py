@@ -30,7 +30,9 @@ from controller.operator.reporting import Reporter, known_status
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 FINALIZER = f"{GROUP}/finalizer"
-FINALIZER_PATIENCE = 10.0  # seconds a new daemon waits for kopf's finalizer before its first write
+# Seconds a new daemon waits for kopf's finalizer before its first write: kopf's watch lags 10 s
+# and more behind 10,000 migrations created at once, and each write before it costs kopf a retry.
+FINALIZER_PATIENCE = 30.0
 QUEUE_PATIENCE = 12  # host_retry intervals at most between two looks of a waiting migration at its place
 
 
