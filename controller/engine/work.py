@@ -232,9 +232,7 @@ async def prepare(run: Run) -> Phase:
     if run.status.migration_start_time is None and not run.controls.aborting:
         # A job found now is somebody else's; with none, the marker goes with the Migrating
         # transition, one write instead of two before the call (`migrate` makes it at once).
-        job = await _job(run)
-        if job.phase in (JobPhase.active, JobPhase.postcopy):
-            raise fail(Reason.Busy, f"{run.source_name} is already being migrated away from {run.spec.source}")
+        await _not_in_flight(run)
         _mark(run)
     return Phase.Migrating
 
@@ -301,8 +299,9 @@ async def _look_up_both(run: Run, offline: bool) -> tuple[DomainInfo | None, Dom
 
 
 async def _not_in_flight(run: Run) -> None:
-    """Paused at the destination and gone from the source may be a migration still under way (xend shows the incoming
-    domain early, paused, and renames the leaving one): somebody else's, not an arrival."""
+    """A job under way on the source before ours is called is somebody else's: Busy. Also asked when the
+    domain is paused at the destination and gone from the source, which may be such a migration (xend
+    shows the incoming domain early, paused, and renames the leaving one), not an arrival."""
     job = await _job(run)
     if job.phase in (JobPhase.active, JobPhase.postcopy):
         raise fail(Reason.Busy, f"{run.source_name} is already being migrated away from {run.spec.source}")

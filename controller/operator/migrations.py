@@ -142,17 +142,23 @@ class MigrationDaemon:
         the resourceVersion, so a status patch of ours landing first fails it (422) and kopf tries
         again at the next event: three tries per migration in the 10,000 run, instead of one."""
         deadline = asyncio.get_running_loop().time() + FINALIZER_PATIENCE
+        while not self.stopped and FINALIZER not in (self.body.metadata.get("finalizers") or []):
+            if self.body.metadata.get("deletionTimestamp"):
+                return
+            self.wake.clear()
+            if not await self.news(deadline):
+                return  # write anyway: a finalizer kopf cannot add costs it retries, not the migration
+
+    async def news(self, deadline: float) -> bool:
+        """Wait for `wake` until the loop's `deadline`; False if none came. Paused meanwhile, so that
+        kopf's stop reaches it (Context.wake_the_stopped)."""
         self.ctx.paused.add(self)
         try:
-            while not self.stopped and FINALIZER not in (self.body.metadata.get("finalizers") or []):
-                if self.body.metadata.get("deletionTimestamp"):
-                    return
-                self.wake.clear()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self.wake.wait()
-                except TimeoutError:
-                    return  # write anyway: a finalizer kopf cannot add costs it retries, not the migration
+            async with asyncio.timeout_at(deadline):
+                await self.wake.wait()
+            return True
+        except TimeoutError:
+            return False
         finally:
             self.ctx.paused.discard(self)
 
@@ -331,22 +337,14 @@ class MigrationDaemon:
     async def pause(self, patience: float | None = None, admitted: Callable[[], bool] | None = None) -> None:
         """Wait a little, for a slot, an abort or a stop, following the live spec meanwhile; end the
         migration if it was aborted or deleted."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (patience or self.ctx.config.host_retry)
-        self.ctx.paused.add(self)
-        try:
-            while True:
-                self.wake.clear()  # before looking: news that comes while we look wakes the wait below
-                await self.follow()
-                if self.stopped or self.controls.aborting or (admitted is not None and admitted()):
-                    break
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await self.wake.wait()
-                except TimeoutError:
-                    break
-        finally:
-            self.ctx.paused.discard(self)
+        deadline = asyncio.get_running_loop().time() + (patience or self.ctx.config.host_retry)
+        while True:
+            self.wake.clear()  # before looking: news that comes while we look wakes the wait below
+            await self.follow()
+            if self.stopped or self.controls.aborting or (admitted is not None and admitted()):
+                break
+            if not await self.news(deadline):
+                break
         if self.stopped:
             raise Ended()  # deleted or the operator stops: nothing has moved, nothing to undo
         if self.controls.aborting:
