@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from controller.api.hypervisor_host import HostLimits
 from controller.api.status import HostFit, Placement
@@ -49,6 +50,12 @@ class Ticket:
 Need = tuple[str, ...]
 
 
+class Signal(Protocol):
+    """Told once its ticket is admitted: an asyncio.Event, or the operator's waiting migration."""
+
+    def set(self) -> None: ...
+
+
 def needs(ticket: Ticket, destination: str | None = None) -> list[Need]:
     found: list[Need] = [("out", ticket.source), ("cluster",)]
     if destination or ticket.destination:
@@ -76,7 +83,7 @@ class Admission:
     running: Callable[[], Iterable[Ticket]] = lambda: ()  # from the resource index: already past admission
     admitted: dict[str, Ticket] = field(default_factory=dict)
     # Read it, never write it: `acquire`, `update` and `release` keep `_queue` and `_waiting_for` with it.
-    waiting: dict[str, tuple[Ticket, asyncio.Event]] = field(default_factory=dict)
+    waiting: dict[str, tuple[Ticket, Signal]] = field(default_factory=dict)
     rooms: dict[str, Room] = field(default_factory=dict)  # the last reading of each host's free memory
     placements: dict[str, Placement] = field(default_factory=dict)  # the last weighing of each flexible ticket
     clock: Callable[[], float] = time.monotonic
@@ -208,7 +215,7 @@ class Admission:
         for key in admitted:
             self._unqueue(key)
 
-    def _enqueue(self, ticket: Ticket, event: asyncio.Event) -> None:
+    def _enqueue(self, ticket: Ticket, event: Signal) -> None:
         if ticket.key in self.waiting:
             self._unqueue(ticket.key)
         self.waiting[ticket.key] = (ticket, event)
@@ -231,15 +238,19 @@ class Admission:
                 del self._waiting_for[mine]
 
     async def acquire(self, ticket: Ticket, event: asyncio.Event | None = None) -> asyncio.Event:
-        """Queue the ticket; the returned event (`event`, if given: the waiter's own wake-up, which
-        it may also clear and set for other news) is set once it may start."""
+        """Queue the ticket; the returned event (`event`, if given) is set once it may start."""
         event = event or asyncio.Event()
-        if ticket.key in self.admitted or ticket.key in {t.key for t in self.running()}:
-            event.set()
-            return event
-        self._enqueue(ticket, event)
-        self.schedule()
+        self.enqueue(ticket, event)
         return event
+
+    def enqueue(self, ticket: Ticket, signal: Signal) -> bool:
+        """Queue the ticket; `signal` is set once it may start. True: it may start now."""
+        if ticket.key in self.admitted or ticket.key in {t.key for t in self.running()}:
+            signal.set()
+            return True
+        self._enqueue(ticket, signal)
+        self.schedule()
+        return ticket.key in self.admitted
 
     def update(self, ticket: Ticket) -> None:
         """A waiting ticket's hosts weighed again (hosts changed): it keeps its place in the queue."""
@@ -247,8 +258,8 @@ class Admission:
             self._enqueue(ticket, self.waiting[ticket.key][1])
 
     def hold(self, ticket: Ticket) -> None:
-        """A migration already past admission (resumed after a restart) keeps its slot."""
-        self.admitted[ticket.key] = ticket
+        """A migration past admission (resumed after a restart, or begun here) keeps its slot."""
+        self.admitted.setdefault(ticket.key, ticket)
 
     def release(self, key: str) -> None:
         ticket = self.admitted.pop(key, None)

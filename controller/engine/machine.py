@@ -70,6 +70,12 @@ class Engine:
                 await conn.close()
         return run.status
 
+    async def begin(self, migration: DomainMigration, sink: Sink) -> None:
+        """Admitted: Pending -> Validating, saved and told by `sink`. `run` goes on from there, in
+        this process or another (the operator's waiting room begins; a daemon runs the rest)."""
+        run = Run(migration, sink, Controls(), self._policy_for(migration))
+        await run.enter(Phase.Validating, message=_describe(run, Phase.Validating))
+
     def _policy_for(self, migration: DomainMigration) -> RunPolicy:
         """Engine defaults, then the MigrationPolicy saved in status, then the spec's own timeouts."""
         applied = migration.status.applied_policy
@@ -84,8 +90,8 @@ class Engine:
     async def _drive(self, run: Run) -> None:
         if run.status.phase is Phase.Pending:
             await run.enter(Phase.Validating, message=_describe(run, Phase.Validating))
-        else:
-            await work.validate(run)  # re-derives hosts and capabilities
+        elif run.status.phase.record.checked:
+            await work.validate(run)  # re-derives hosts and capabilities (Validating's own work does)
         while True:
             record = run.status.phase.record
             if run.controls.aborting and record.abort == "at-once":

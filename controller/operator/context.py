@@ -44,6 +44,9 @@ class Context:
     # Each running daemon by its resource's namespace/name: its watch events wake it.
     daemons: dict[str, Waiting] = field(default_factory=dict)
     paused: set[Waiting] = field(default_factory=set)  # daemons waiting for news (MigrationDaemon.pause)
+    # namespace/name -> (DomainMigration, Reporter): what the waiting room began, for the daemon that
+    # kopf spawns at the Validating it wrote: one read and parse fewer, and the same status patches.
+    handed: dict[str, Any] = field(default_factory=dict)
     exiting: bool = False  # a daemon was stopped because the operator exits: start no new work
 
     async def wake_the_stopped(self, every: float = 1.0) -> None:

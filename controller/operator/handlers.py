@@ -29,6 +29,7 @@ from controller.operator.policy_resources import policy_for
 from controller.operator.probe import migration_counts, probe
 from controller.operator.reporting import record_edit
 from controller.operator.review import chosen_destination, review_host, review_migration, review_policy
+from controller.operator.waiting import WaitingRoom
 from controller.operator.webhook import CONFIGURATION, cluster_server, local_server
 
 CONFIG = OperatorConfig.from_environment()
@@ -62,7 +63,9 @@ async def configure(
         config=CONFIG, kube=Kube.from_environment(), drivers=DriverTable(), admission=admission, indexes=indexes
     )
     memo.ctx = ctx
+    memo.room = WaitingRoom(ctx)
     memo.sweeper = asyncio.create_task(ctx.wake_the_stopped())
+
     if CONFIG.webhook_listen:
         settings.admission.managed = CONFIGURATION
         settings.admission.server = (
@@ -75,6 +78,7 @@ async def configure(
 @kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
     memo.sweeper.cancel()
+    memo.room.stop()
     await memo.ctx.drivers.close()
 
 
@@ -106,14 +110,22 @@ def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, Any]
     return {name: dict(labels)}
 
 
+def begun(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") in ACTIVE
+
+
+# Only for a migration that has begun (Validating to Verifying): a waiting one is the waiting
+# room's (waiting.py), which writes Validating when admission lets it start; kopf spawns this
+# daemon at that event, and stops it at the event of the end it writes.
 # A deleted migration is aborted before its finalizer goes, which takes as long as the hypervisor
 # takes to cancel; kopf looks again whether the daemon has exited every second, not every minute.
-# A waiting daemon hears of its stop from Context.wake_the_stopped within a second: kopf, exiting,
-# waits the backoff for that (with none it would leave the daemon to be cancelled at once).
+# A daemon waiting for kopf's finalizer hears of its stop from Context.wake_the_stopped within a
+# second: kopf, exiting, waits the backoff for that (with none it would cancel the daemon at once).
 @kopf.daemon(
     GROUP,
     VERSION,
     "domainmigrations",
+    when=begun,
     cancellation_backoff=2.0,
     cancellation_timeout=None,
     cancellation_polling=1,
@@ -132,13 +144,23 @@ async def migrate(
 
 @kopf.on.event(GROUP, VERSION, "domainmigrations")
 async def edited_after_the_end(
-    type: str, body: kopf.Body, status: kopf.Status, name: str, namespace: str | None, memo: Any, **_: Any
+    type: str,
+    body: kopf.Body,
+    status: kopf.Status,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
-    """A finished migration has no daemon: record here that an edit was seen, and not acted on.
+    """Every event: a waiting migration's goes to the waiting room, a running one's wakes its
+    daemon, and a finished migration, which has neither, has an edit recorded here as seen and
+    not acted on.
 
     An event handler, not an update handler: it sees every edit, also one that lands before kopf
     has finished with the creation, and it does nothing once observedGeneration has caught up.
     """
+    memo.room.see(type, body, logger)
     daemon = memo.ctx.daemons.get(f"{namespace}/{name}")
     if daemon is not None:
         daemon.wake.set()  # it looks at the live spec again (MigrationDaemon.follow)
@@ -206,6 +228,17 @@ async def probe_host(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) ->
     if found.get("reachable"):
         memo.ctx.admission.read_room(name, Room(found.get("memoryFreeBytes"), read_at))
     patch.status.update(found)
+
+
+@kopf.daemon(GROUP, VERSION, "hypervisorhosts", id="presence", cancellation_timeout=5)
+async def keep_the_room_open(name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
+    """While it runs, the waiting room looks at waiting migrations (waiting.WaitingRoom.acting):
+    kopf stops every daemon when this replica pauses for the one that leads."""
+    memo.room.opened(name)
+    try:
+        await stopped.wait()
+    finally:
+        memo.room.closed(name)
 
 
 def evacuating(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:

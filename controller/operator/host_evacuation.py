@@ -32,6 +32,15 @@ def run_label(started: str) -> str:
     return re.sub(r"[^0-9a-z]", "", started.lower())
 
 
+def run_started(label: str) -> str | None:
+    """The start time a run label was made from (`run_label` backwards), or None if it is not one."""
+    found = re.fullmatch(r"(\d{4})(\d{2})(\d{2})t(\d{2})(\d{2})(\d{2})z", label)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second = found.groups()
+    return f"{year}-{month}-{day}T{hour}:{minute}:{second}Z"
+
+
 def migration_name(host: str, domain: str, run: str) -> str:
     """A DNS-1123 name per (host, domain, evacuation): made twice, the second is refused (409), not doubled."""
     digest = hashlib.sha256(f"{host}\0{domain}\0{run}".encode()).hexdigest()[:8]

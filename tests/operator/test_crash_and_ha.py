@@ -130,6 +130,41 @@ async def test_two_replicas_only_one_acts_and_the_other_takes_over(
 
 
 @pytest.mark.slow
+async def test_a_replica_that_pauses_for_another_admits_nothing_more(
+    kube: ApiServer, world: str, operator_env: dict[str, str]
+) -> None:
+    """A rolling update: a replica of higher priority joins, the one that acted pauses. Its
+    waiting room must stop with its daemons, or it would start the waiting migration while the
+    running one, now the other replica's, still holds the host's only outbound slot."""
+    kube.create({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "domig"}})
+    domains = [{"name": "web", "memoryMiB": 4096}, {"name": "db", "memoryMiB": 4096}]
+    kube.apply(host("host-a", world, domains, linkMiBps=500, limits={"maxOutbound": 1}))
+    kube.apply(host("host-b", world, linkMiBps=500))
+    first = KopfOperator(kube, HANDLERS, peering="domig", priority=10, thread=True, identity="first")
+    second = KopfOperator(kube, HANDLERS, peering="domig", priority=100, thread=True, identity="second")
+    await first.start()
+    try:
+        kube.apply(migration("web", domain="web"))
+        await until(lambda: progress(kube, "web") > 5, within=30)
+        kube.apply(migration("db", domain="db"))
+        await until(
+            lambda: (kube.read("domainmigrations", "db", NS) or {}).get("status", {}).get("reason") == "WaitingForSlot"
+        )
+        await second.start()
+        web = await wait_phase(kube, "web", {"Succeeded", "Failed", "Aborted"}, within=90)
+        db = await wait_phase(kube, "db", {"Succeeded", "Failed", "Aborted"}, within=90)
+    finally:
+        for replica in (second, first):
+            if replica.running:
+                await replica.stop()
+    assert web["status"]["phase"] == db["status"]["phase"] == "Succeeded", (web["status"], db["status"])
+    assert world_state(world)["migrateCalls"] == 2
+    web_end = next(t["time"] for t in web["status"]["phaseTransitionTimestamps"] if t["phase"] == "Succeeded")
+    db_starts = [t["time"] for t in db["status"]["phaseTransitionTimestamps"] if t["phase"] == "Validating"]
+    assert len(db_starts) == 1 and db_starts[0] >= web_end, (db_starts, web_end)
+
+
+@pytest.mark.slow
 async def test_kill_9_while_one_runs_and_another_waits_for_its_slot(kube: ApiServer, world: str) -> None:
     domains = [{"name": "web", "memoryMiB": 4096}, {"name": "db", "memoryMiB": 4096}]
     kube.apply(host("host-a", world, domains, linkMiBps=500, limits={"maxOutbound": 1}))

@@ -3,6 +3,7 @@ deleting a waiting one frees its place; maxInbound and the cluster-wide limit ho
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -126,3 +127,29 @@ async def test_a_migration_deep_in_the_queue_writes_its_place_when_it_has_halved
     changes = [(earlier, later) for earlier, later in itertools.pairwise(shown) if later != earlier]
     assert all(later <= earlier // 2 for earlier, later in changes), places
     assert len(shown) <= 6, places
+
+
+async def test_a_waiting_migration_holds_no_task_of_its_own(
+    kube: ApiServer, world: str, operator: KopfOperator
+) -> None:
+    """Waiting costs a small object in the waiting room, not a daemon: 10,000 waiting migrations
+    each held a kopf daemon (and its tasks) before, most of the operator's memory."""
+    many = 40
+    domains = [{"name": f"vm-{i}", "memoryMiB": 16384} for i in range(many + 1)]
+    kube.apply(host("host-a", world, domains, linkMiBps=100, limits={"maxOutbound": 1}))
+    kube.apply(host("host-b", world, linkMiBps=100))
+    kube.apply(migration("first", domain="vm-0"))
+    await until(lambda: status(kube, "first").get("phase") == "Migrating", within=30)
+    await asyncio.sleep(6)  # kopf's per-object workers end after 5 s without events (its idle_timeout)
+    before = len(asyncio.all_tasks())
+    for i in range(1, many + 1):
+        kube.apply(migration(f"m-{i}", domain=f"vm-{i}"))
+    await until(lambda: all(waiting(kube, f"m-{i}") for i in range(1, many + 1)), within=60)
+    await asyncio.sleep(6)
+    assert status(kube, f"m-{many}")["queuePosition"] == many
+    assert len(asyncio.all_tasks()) - before < 5
+    kube.patch_object("domainmigrations", "first", {"spec": {"abort": True}}, NS)
+    assert (await wait_phase(kube, "first", {"Aborted", "Failed", "Succeeded"}, within=30))["status"][
+        "phase"
+    ] == "Aborted"
+    await until(lambda: status(kube, "m-1").get("phase") not in (None, "Pending"), within=30)
