@@ -133,9 +133,10 @@ async def test_two_replicas_only_one_acts_and_the_other_takes_over(
 async def test_a_replica_that_pauses_for_another_admits_nothing_more(
     kube: ApiServer, world: str, operator_env: dict[str, str]
 ) -> None:
-    """A rolling update: a replica of higher priority joins, the one that acted pauses. Its
-    waiting room must stop with its daemons, or it would start the waiting migration while the
-    running one, now the other replica's, still holds the host's only outbound slot."""
+    """A rolling update: a replica of higher priority joins, the one that acted pauses. The new
+    one takes over the running migration and the waiting one, which starts only once the first has
+    ended and gives back the host's only outbound slot, once. (That a paused replica's waiting
+    room looks at nothing is tests/operator/test_waiting_room.py's.)"""
     kube.create({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "domig"}})
     domains = [{"name": "web", "memoryMiB": 4096}, {"name": "db", "memoryMiB": 4096}]
     kube.apply(host("host-a", world, domains, linkMiBps=500, limits={"maxOutbound": 1}))
