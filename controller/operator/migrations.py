@@ -28,7 +28,6 @@ FINALIZER = f"{GROUP}/finalizer"
 # Seconds a new daemon waits for kopf's finalizer before its first write: kopf's watch lags 10 s
 # and more behind 10,000 migrations created at once, and each write before it costs kopf a retry.
 FINALIZER_PATIENCE = 30.0
-QUEUE_PATIENCE = 12  # host_retry intervals at most between two looks of a waiting migration at its place
 
 
 def ticket_of(namespace: str, name: str, spec: Mapping[str, Any], created: str, memory_bytes: int = 0) -> Ticket:

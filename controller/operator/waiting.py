@@ -23,7 +23,7 @@ from controller.api.enums import Phase, Reason
 from controller.api.errors import SpecError
 from controller.api.hypervisor_host import HypervisorHost
 from controller.api.resource import DomainMigration
-from controller.api.status import ConditionType, Placement, timestamp
+from controller.api.status import ConditionType, DomainMigrationStatus, Placement, timestamp
 from controller.backends.protocol import BackendError
 from controller.engine import Engine, RunPolicy, StaticHosts
 from controller.engine.admission import Ticket
@@ -33,11 +33,14 @@ from controller.operator import metrics
 from controller.operator.context import Context
 from controller.operator.host_evacuation import RUN, run_started
 from controller.operator.host_resources import HostProblem, check_host, connect, hosts_in, lookup, resolve
-from controller.operator.migrations import QUEUE_PATIENCE, Ended, Logger, Migration, ticket_of
+from controller.operator.migrations import Ended, Logger, Migration, ticket_of
 from controller.operator.policy_resources import policy_for
+from controller.operator.reporting import known_status
 
 WAITING = {None, "", Phase.Pending.value}
+UNREAD = DomainMigrationStatus()  # a waiting migration's status between looks: never written to
 LOOKS_AT_ONCE = 32  # waiters looked at concurrently: each look may connect to a host or two
+QUEUE_PATIENCE = 12  # host_retry intervals at most between two looks of a waiting migration at its place
 
 
 class Waiter(Migration):
@@ -54,6 +57,9 @@ class Waiter(Migration):
         self.gone = False  # deleted, or its status cannot be written
         self.next_look = 0.0  # when the room looks at it again unless told before
         self.parsed: DomainMigration | None = None
+        # What its last Pending write said: its status model is read again at each look, not kept
+        # (10 KiB each, most of what 10,000 waiting migrations would hold).
+        self.said: tuple[Reason | None, str | None, int | None] = (None, None, None)
 
     def set(self) -> None:
         """Admission's signal: it may start."""
@@ -67,9 +73,10 @@ class Waiter(Migration):
                 return None
             self.taken = True
             await self.refuse_busy()
-        elif self.body.spec.get("abort"):
-            await self.end(Phase.Aborted, Reason.Aborted, "aborted while waiting to start; nothing moved")
         else:
+            self.status = self.read_status()
+            if self.body.spec.get("abort"):
+                await self.end(Phase.Aborted, Reason.Aborted, "aborted while waiting to start; nothing moved")
             await self.note_edits()
         admission = self.ctx.admission
         if self.ticket is None:
@@ -94,7 +101,19 @@ class Waiter(Migration):
 
     def take(self) -> bool:
         """What the event says is saved (a waiting migration has no migrate-call marker to miss)."""
-        return self.take_saved(dict(self.body.status), self.body.spec)
+        if not self.take_saved(dict(self.body.status), self.body.spec):
+            return False
+        self.said = (self.status.reason, self.status.message, self.status.queue_position)
+        return True
+
+    def read_status(self) -> DomainMigrationStatus:
+        """Its status as the last event says (a look seconds after its last write sees that write)."""
+        try:
+            status = DomainMigrationStatus.parse(known_status(dict(self.body.status)))
+        except SpecError:
+            status = DomainMigrationStatus()
+        status.destination = self.accepted.get("destination") or status.destination
+        return status
 
     async def refuse_busy(self) -> None:
         try:
@@ -203,7 +222,7 @@ class Waiter(Migration):
         """The place to show: the last one written until the real one has halved (or grown), so a
         migration deep in a long queue writes its status a few times while it waits, not once for
         every migration that starts before it."""
-        shown = self.status.queue_position
+        shown = self.said[2]
         if position is None or shown is None or position > shown or 2 * position <= shown:
             return position
         return shown
@@ -223,9 +242,9 @@ class Waiter(Migration):
         await self.pending(reason, placement.message + place, where)
 
     async def pending(self, reason: Reason, message: str, queue_position: int | None = None) -> None:
-        said = (self.status.reason, self.status.message, self.status.queue_position)
-        if said == (reason, message, queue_position):
+        if self.said == (reason, message, queue_position):
             return
+        self.said = (reason, message, queue_position)
         self.status.reason, self.status.message, self.status.queue_position = reason, message, queue_position
         refresh_conditions(self.status, self.body.metadata.get("generation"), timestamp())
         await self.reporter.patch(self.status)
@@ -410,7 +429,8 @@ class WaitingRoom:
             waiter.logger.exception("looking at a waiting migration failed; looking again later")
             after = self.ctx.config.host_retry
         finally:
-            waiter.parsed = None  # a waiting migration keeps no parsed model
+            waiter.parsed, waiter.status = None, UNREAD  # a waiting migration keeps no model
+
             self._looking.discard(waiter.key)
             self._at_once.release()
             self._wake.set()
