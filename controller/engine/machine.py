@@ -41,6 +41,10 @@ def _describe(run: Run, phase: Phase) -> str:
     return phase.record.description.format(**names) if phase.record.work else ""
 
 
+async def _begin(run: Run) -> None:
+    await run.enter(Phase.Validating, message=_describe(run, Phase.Validating))
+
+
 class Engine:
     def __init__(self, drivers: DriverTable, hosts: HostDirectory, policy: RunPolicy | None = None) -> None:
         self.drivers = drivers
@@ -73,8 +77,7 @@ class Engine:
     async def begin(self, migration: DomainMigration, sink: Sink) -> None:
         """Admitted: Pending -> Validating, saved and told by `sink`. `run` goes on from there, in
         this process or another (the operator's waiting room begins; a daemon runs the rest)."""
-        run = Run(migration, sink, Controls(), self._policy_for(migration))
-        await run.enter(Phase.Validating, message=_describe(run, Phase.Validating))
+        await _begin(Run(migration, sink, Controls(), self._policy_for(migration)))
 
     def _policy_for(self, migration: DomainMigration) -> RunPolicy:
         """Engine defaults, then the MigrationPolicy saved in status, then the spec's own timeouts."""
@@ -89,7 +92,7 @@ class Engine:
 
     async def _drive(self, run: Run) -> None:
         if run.status.phase is Phase.Pending:
-            await run.enter(Phase.Validating, message=_describe(run, Phase.Validating))
+            await _begin(run)
         elif run.status.phase.record.checked:
             await work.validate(run)  # re-derives hosts and capabilities (Validating's own work does)
         while True:

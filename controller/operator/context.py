@@ -43,7 +43,7 @@ class Context:
     indexes: Indexes  # kopf's, handed to the start-up handler once; the same objects for the whole run
     # Each running daemon by its resource's namespace/name: its watch events wake it.
     daemons: dict[str, Waiting] = field(default_factory=dict)
-    paused: set[Waiting] = field(default_factory=set)  # daemons waiting for news (MigrationDaemon.pause)
+    paused: set[Waiting] = field(default_factory=set)  # daemons waiting for news (MigrationDaemon.news)
     # namespace/name -> (DomainMigration, Reporter): what the waiting room began, for the daemon that
     # kopf spawns at the Validating it wrote: one read and parse fewer, and the same status patches.
     handed: dict[str, Any] = field(default_factory=dict)

@@ -65,7 +65,6 @@ async def configure(
     memo.ctx = ctx
     memo.room = WaitingRoom(ctx)
     memo.sweeper = asyncio.create_task(ctx.wake_the_stopped())
-
     if CONFIG.webhook_listen:
         settings.admission.managed = CONFIGURATION
         settings.admission.server = (
