@@ -109,13 +109,17 @@ def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, Any]
     return {name: dict(labels)}
 
 
-def begun(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") in ACTIVE
+def begun(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
+    """Begun (Validating to Verifying), or ended with our finalizer still on: kopf must see the
+    daemon end by itself. Stopped by a filter that no longer matches, kopf would keep the object's
+    last body in memory for a daemon it may spawn again: 15 KiB a finished migration. And a
+    finished one without the finalizer gets no daemon at all, after a restart too."""
+    phase = status.get("phase")
+    return phase in ACTIVE or (phase in TERMINAL and FINALIZER in (meta.get("finalizers") or []))
 
 
-# Only for a migration that has begun (Validating to Verifying): a waiting one is the waiting
-# room's (waiting.py), which writes Validating when admission lets it start; kopf spawns this
-# daemon at that event, and stops it at the event of the end it writes.
+# Only for a migration that has begun: a waiting one is the waiting room's (waiting.py), which
+# writes Validating when admission lets it start; kopf spawns this daemon at that event.
 # A deleted migration is aborted before its finalizer goes, which takes as long as the hypervisor
 # takes to cancel; kopf looks again whether the daemon has exited every second, not every minute.
 # A daemon waiting for kopf's finalizer hears of its stop from Context.wake_the_stopped within a

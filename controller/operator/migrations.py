@@ -132,6 +132,8 @@ class MigrationDaemon(Migration):
             # spawns one again for an object whose daemon has just left: nothing to start here.
             self.logger.debug("the operator is stopping: this migration is left to the next one")
             return
+        if Phase(self.body.status.get("phase") or Phase.Pending).terminal:
+            return  # ended (a terminal phase is final): kopf removes its finalizer once this returns
         self.ctx.daemons[self.key] = self
         watcher: asyncio.Task[None] | None = None
         try:
@@ -240,9 +242,7 @@ class MigrationDaemon(Migration):
                 return
             reason = self.stopped.reason or kopf.DaemonStoppingReason(0)
             if reason == kopf.DaemonStoppingReason.FILTERS_MISMATCH:
-                # kopf's filter saw the end this run wrote (handlers.py spawns for active phases):
-                # the engine is returning.
-                await running
+                await running  # the phase went back to waiting under it: the run's own end decides
                 return
             if kopf.DaemonStoppingReason.RESOURCE_DELETED in reason:
                 # Deleted while running: abort first; kopf keeps the finalizer until we return.
