@@ -62,8 +62,8 @@ class Waiter(Migration):
         self.said: tuple[Reason | None, str | None, int | None] = (None, None, None)
 
     def set(self) -> None:
-        """Admission's signal: it may start."""
-        self.room.nudge(self.key)
+        """Admission's signal: it may start (before any other look: its slot is held meanwhile)."""
+        self.room.nudge(self.key, first=True)
 
     async def look(self) -> float | None:
         """Seconds until the next look, or None: it ended here or began (Validating)."""
@@ -304,7 +304,7 @@ class WaitingRoom:
         self._told: deque[str] = deque()  # looked at in the order they were told
         self._told_set: set[str] = set()
         self._looking: set[str] = set()
-        self._again: set[str] = set()  # told while looked at: looked at once more after
+        self._again: dict[str, bool] = {}  # told while looked at (first?): looked at once more after
         self._wake = asyncio.Event()
         self._at_once = asyncio.Semaphore(at_once)
         self._looks: set[asyncio.Task[None]] = set()
@@ -370,9 +370,14 @@ class WaitingRoom:
     def acting(self) -> bool:
         return bool(self.present) or not self.ctx.indexes.hosts
 
-    def nudge(self, key: str) -> None:
+    def nudge(self, key: str, first: bool = False) -> None:
         if key in self._looking:
-            self._again.add(key)
+            self._again[key] = first or self._again.get(key, False)
+        elif first:
+            # Ahead of the rest: thousands just created, each waiting for its first look, would
+            # otherwise keep an admitted one (and its slot) waiting minutes to begin.
+            self._told_set.add(key)
+            self._told.appendleft(key)
         elif key not in self._told_set:
             self._told_set.add(key)
             self._told.append(key)
@@ -434,9 +439,9 @@ class WaitingRoom:
             self._looking.discard(waiter.key)
             self._at_once.release()
             self._wake.set()
-            if waiter.key in self._again:
-                self._again.discard(waiter.key)
-                self.nudge(waiter.key)
+            again = self._again.pop(waiter.key, None)
+            if again is not None:
+                self.nudge(waiter.key, first=again)
         if waiter.gone:
             self.waiters.pop(waiter.key, None)
             self.forget(waiter)

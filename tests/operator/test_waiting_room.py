@@ -86,3 +86,20 @@ async def test_with_no_host_at_all_it_says_so_wherever_it_runs() -> None:
         ("m", "Pending", "HostNotFound")
     ]
     room.stop()
+
+
+async def test_one_that_admission_lets_start_is_looked_at_before_any_newcomer() -> None:
+    """Ten thousand created at once each wait for a first look; one admitted meanwhile must not
+    wait behind them all, its slot held (the 10,000 run stood still for two minutes so)."""
+    room, log = room_with({"host-z": [{"metadata": {"name": "host-z"}, "spec": {"driver": "test"}}]})
+    room = WaitingRoom(room.ctx, at_once=1)  # one look at a time: the order shows
+    for i in range(30):
+        room.see(None, body(f"m-{i:02d}", "host-a"), LOGGER)
+    room.waiters["default/m-29"].set()  # admission's signal
+    room.opened("host-z")
+    for _ in range(100):
+        if len(log.patches) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    assert [name for name, _ in log.patches[:2]] == ["m-29", "m-00"]
+    room.stop()
