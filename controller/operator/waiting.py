@@ -4,7 +4,8 @@ A DomainMigration with no phase yet, or Pending, is a `Waiter` here: its spec ch
 reached, its guest read, its ticket queued in admission. It is looked at when something it waits
 for happens (its slot, an edit, a host's new limits) or when its patience runs out, by a few
 workers shared by all; between two looks it is a small object, not a task. (Each had a kopf
-daemon before: 45 KiB a waiting migration, 450 MiB for 10,000.) Admitted, it enters Validating
+daemon before: 45 KiB a waiting migration; 19 KiB now, most of it kopf's copy of the object, which
+it keeps for any resource with a daemon handler.) Admitted, it enters Validating
 here, the engine's own transition; that status brings kopf's daemon for the run
 (handlers.migrate spawns it for the active phases only).
 """
