@@ -2,9 +2,9 @@
 
 One run of the operator through what it does in a cluster (`domig operator`'s start-up checks
 and peering object, kopf with peering, the webhook behind its Service with its TLS Secret, hosts
-with credentials, a MigrationPolicy, a migration, an evacuation, an abort, a delete, Events) is
-recorded request by request by the emulated API server: verb, group, resource, subresource,
-namespace. Every one must be granted by the ClusterRoles and Role in manifests/ (the Role only
+with credentials, a MigrationPolicy, a migration, a restart mid-migration, an evacuation, an
+abort, a delete, Events) is recorded request by request by the emulated API server: verb, group,
+resource, subresource, namespace. Every one must be granted by the ClusterRoles and Role in manifests/ (the Role only
 in the operator's namespace), and every permission granted must be among them.
 """
 
@@ -119,6 +119,9 @@ async def test_the_operator_uses_exactly_what_its_roles_grant(
         assert (await wait_phase(kube, "m", {"Succeeded", "Failed"}))["status"]["phase"] == "Succeeded"
         await call(kube.apply, migration("slow", domain="slow"))
         await wait_phase(kube, "slow", {"Migrating"})
+    # A restart mid-migration: the new daemon reads what is saved (a get: the operator's only one of
+    # a DomainMigration), re-attaches, and it is that daemon that aborts the job.
+    async with KopfOperator(kube, HANDLERS, peering="domig"):
         await call(kube.patch_object, "domainmigrations", "slow", {"spec": {"abort": True}}, NS)
         await wait_phase(kube, "slow", {"Aborted"})
         await call(kube.delete_object, "domainmigrations", "m", NS)  # the finalizer goes
