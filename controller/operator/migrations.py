@@ -45,6 +45,14 @@ def running_tickets(index: Mapping[str, Iterable[Ticket]]) -> list[Ticket]:
     return [ticket for store in index.values() for ticket in store]
 
 
+def status_of(saved: Mapping[str, Any]) -> DomainMigrationStatus:
+    """Our status as saved; a fresh one where what is there is not ours to read."""
+    try:
+        return DomainMigrationStatus.parse(known_status(saved))
+    except SpecError:
+        return DomainMigrationStatus()
+
+
 class Ended(Exception):
     """The migration ended (or must stop) before the engine ran."""
 
@@ -74,10 +82,7 @@ class Migration:
     def take_saved(self, saved_status: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
         """Start from the status as saved; False if it is finished (never run again, whatever is re-applied)."""
         self.reporter = Reporter(self.ctx.kube, self.body, self.ctx.config.progress_interval, self.logger, saved_status)
-        try:
-            self.status = DomainMigrationStatus.parse(known_status(saved_status))
-        except SpecError:
-            self.status = DomainMigrationStatus()
+        self.status = status_of(saved_status)
         if self.status.phase.terminal:
             return False
         self.accepted = dict(self.status.accepted_spec or spec)
@@ -149,6 +154,7 @@ class MigrationDaemon(Migration):
                 except SpecError as exc:
                     await self.end(Phase.Failed, Reason.InvalidSpec, "; ".join(exc.problems))
                     return
+            self.tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
             created = self.body.metadata.get("creationTimestamp", "")
             self.ctx.admission.hold(ticket_of(self.namespace, self.name, self.accepted, created))
             metrics.mark_active(self.namespace, self.name, self.driver)
@@ -197,7 +203,6 @@ class MigrationDaemon(Migration):
         self.accepted = dict(self.status.accepted_spec or {})
         self.reporter = reporter
         reporter.body = self.body
-        self.tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
         return migration
 
     async def read_saved(self) -> bool:
@@ -212,7 +217,6 @@ class MigrationDaemon(Migration):
             return False
         if not self.status.phase.active:
             return False  # kopf's filter saw a later phase than the server holds: never here
-        self.tuned = {k: self.accepted.get("params", {}).get(k) for k in ("bandwidth", "downtime")}
         return True
 
     # -- the engine ------------------------------------------------------------------------------

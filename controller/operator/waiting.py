@@ -34,9 +34,8 @@ from controller.operator import metrics
 from controller.operator.context import Context
 from controller.operator.host_evacuation import RUN, run_started
 from controller.operator.host_resources import HostProblem, check_host, connect, hosts_in, lookup, resolve
-from controller.operator.migrations import Ended, Logger, Migration, ticket_of
+from controller.operator.migrations import Ended, Logger, Migration, status_of, ticket_of
 from controller.operator.policy_resources import policy_for
-from controller.operator.reporting import known_status
 
 WAITING = {None, "", Phase.Pending.value}
 UNREAD = DomainMigrationStatus()  # a waiting migration's status between looks: never written to
@@ -109,10 +108,7 @@ class Waiter(Migration):
 
     def read_status(self) -> DomainMigrationStatus:
         """Its status as the last event says (a look seconds after its last write sees that write)."""
-        try:
-            status = DomainMigrationStatus.parse(known_status(dict(self.body.status)))
-        except SpecError:
-            status = DomainMigrationStatus()
+        status = status_of(dict(self.body.status))
         status.destination = self.accepted.get("destination") or status.destination
         return status
 
